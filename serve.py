@@ -1,0 +1,15 @@
+"""`python serve.py stage=<name> [overrides]`: serving (see conf/stage/)."""
+
+import hydra
+
+from cogumi.entry import exit_on_bad_overrides, run_stage
+
+
+@hydra.main(config_path="conf", config_name="serve", version_base="1.3")
+def main(cfg):
+    return run_stage(cfg, entry="serve")
+
+
+if __name__ == "__main__":
+    exit_on_bad_overrides("serve")
+    main()

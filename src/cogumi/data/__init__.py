@@ -1,0 +1,1 @@
+"""Data: reading the shipped sets, curation, splits."""

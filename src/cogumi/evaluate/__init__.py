@@ -1,0 +1,1 @@
+"""Evaluation stages: perplexity, fidelity, lm-eval suites, gates, failure mining, calibration."""

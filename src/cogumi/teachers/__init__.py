@@ -1,0 +1,1 @@
+"""Teachers and judges: OpenAI-compatible endpoints."""
