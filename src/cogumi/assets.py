@@ -122,12 +122,14 @@ def converter_dir() -> Path:
 
 
 def prepare_converter(downloads: Path) -> None:
-    if (converter_dir() / "convert_hf_to_gguf.py").is_file():
+    # convert_hf_to_gguf.py imports its model classes from the sibling `conversion/` package.
+    if (converter_dir() / "conversion" / "__init__.py").is_file():
         return
     version = metadata.version("llama_cpp_python")
     archive = _pip_download(f"llama_cpp_python=={version}", True, downloads)
     converter_dir().parent.mkdir(parents=True, exist_ok=True)
-    extract(archive, ("vendor/llama.cpp/convert_*.py", "vendor/llama.cpp/gguf-py/*"), converter_dir())
+    extract(archive, ("vendor/llama.cpp/convert_*.py", "vendor/llama.cpp/conversion/*", "vendor/llama.cpp/gguf-py/*"),
+            converter_dir())
     # Flatten vendor/llama.cpp/ so the scripts sit at the folder's top.
     vendored = converter_dir() / "vendor" / "llama.cpp"
     for item in vendored.iterdir():
