@@ -33,3 +33,46 @@ def run_entry(entry: str, *overrides: str, timeout: float = 600, **kwargs) -> su
     """Run an entry point as a person would, from the project root."""
     return subprocess.run([sys.executable, str(PROJECT_ROOT / f"{entry}.py"), *overrides], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def local_teacher(embedded_model, tmp_path_factory):
+    """A real OpenAI-compatible server (llama.cpp's) on loopback, serving the embedded GGUF."""
+    import time
+    import urllib.request
+
+    from cogumi.teachers.spec import TeacherSpec
+
+    port = _free_port()
+    # The server logs a lot at start; a file, unlike a pipe, never fills up and blocks it.
+    log_path = tmp_path_factory.mktemp("teacher") / "server.log"
+    log_file = open(log_path, "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model / "source.gguf"),
+         "--model_alias", "smollm2-135m", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+         "--n_threads", "2"],
+        stdout=log_file, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base_url}/models", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield TeacherSpec(name="local-test", base_url=base_url, model="smollm2-135m", api_key_env=None,
+                      usd_per_1m_input=1.0, usd_per_1m_output=2.0)
+    server.terminate()
+    server.wait(timeout=30)
+    log_file.close()
