@@ -7,6 +7,7 @@ exactly `global_step × accumulation` batches — which a resumed run skips, get
 
 import logging
 import random
+import warnings
 
 import lightning as L
 import torch
@@ -14,6 +15,10 @@ import torch
 from cogumi.train.examples import IGNORE, PackedRow
 
 log = logging.getLogger(__name__)
+
+# Lightning warns that a mid-epoch resume is unreliable unless the loader is stateful; this stream is
+# resumed exactly by `train_dataloader` below (tests/test_train_stage.py kills and resumes a run).
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 def collate_rows(rows: list[PackedRow], pad_token_id: int) -> dict:
