@@ -1,0 +1,180 @@
+"""The OpenAI-compatible FastAPI app around a runtime: /v1/models, /v1/chat/completions,
+/v1/completions (stream=true as server-sent events), /health, /metrics and the chat page at `/`."""
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+
+from cogumi.serve import schemas
+from cogumi.serve.gate import ApiError, Gate, Limits
+from cogumi.serve.monitoring import Metrics, RequestLog
+from cogumi.serve.runtime import GenerationCancelled, GenerationParams, PromptTooLongError, UnknownModelError
+
+log = logging.getLogger(__name__)
+CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
+_DONE = object()
+
+
+def _sse(payload) -> str:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def build_app(runtime, gate: Gate, request_log: RequestLog, info: dict | None = None) -> FastAPI:
+    """`info` (model path, sha256, ...) is shown by /health."""
+    app = FastAPI(title="Cogumi", docs_url=None, redoc_url=None)
+    metrics = Metrics()
+    app.state.metrics, app.state.gate, app.state.runtime = metrics, gate, runtime
+    limits: Limits = gate.limits
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, err: ApiError):
+        return JSONResponse(err.body, status_code=err.status, headers=err.headers)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        # Non-streaming requests are measured here; streams record themselves when they finish.
+        started = time.perf_counter()
+        response = await call_next(request)
+        if not getattr(request.state, "streaming", False) and request.url.path.startswith("/v1/"):
+            record = getattr(request.state, "record", None)
+            metrics.observe(request.url.path, response.status_code, time.perf_counter() - started, record)
+            request_log.write({"endpoint": request.url.path, "status": response.status_code,
+                               "key": getattr(request.state, "key", None),
+                               "latency_ms": round((time.perf_counter() - started) * 1000, 1), **(record or {})},
+                              getattr(request.state, "prompt", None), getattr(request.state, "reply", None))
+        return response
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": runtime.models(), "queued": gate.pending, **(info or {})}
+
+    @app.get("/metrics")
+    async def prometheus():
+        metrics.in_flight = gate.pending
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def chat_page():
+        return HTMLResponse(CHAT_PAGE.read_text())
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        request.state.key = gate.authenticate(request.headers.get("authorization"))
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "cogumi"}
+                                           for m in runtime.models()]}
+
+    async def handle(request: Request, kind: str):
+        request.state.key = key = gate.authenticate(request.headers.get("authorization"))
+        gate.check_rate(key)
+        body = await gate.read_body(request, schemas.ChatRequest if kind == "chat" else schemas.CompletionRequest)
+        try:
+            runtime.route(body.model)
+        except UnknownModelError as err:
+            raise ApiError(404, str(err), "invalid_request_error", param="model", code="model_not_found")
+        params = GenerationParams(
+            max_tokens=body.requested_max_tokens() or limits.default_max_tokens,
+            temperature=limits.default_temperature if body.temperature is None else body.temperature,
+            top_p=limits.default_top_p if body.top_p is None else body.top_p,
+            stop=body.stops(), seed=body.seed)
+        if kind == "chat":
+            messages = [m.as_dict() for m in body.messages]
+            prompt_text, prompt_for_log = runtime.chat_prompt(messages), messages
+            call = lambda **kw: runtime.chat(messages, params, model=body.model, **kw)  # noqa: E731
+        else:
+            prompt_text = prompt_for_log = body.prompt_text()
+            call = lambda **kw: runtime.complete(prompt_text, params, model=body.model, **kw)  # noqa: E731
+        prompt_tokens = runtime.count_tokens(prompt_text)
+        if prompt_tokens + params.max_tokens > runtime.n_ctx:
+            raise ApiError(413, f"prompt of {prompt_tokens} tokens + max_tokens={params.max_tokens} exceeds the "
+                           f"context window of {runtime.n_ctx} tokens", "invalid_request_error",
+                           param="messages" if kind == "chat" else "prompt", code="context_length_exceeded")
+        request.state.prompt = prompt_for_log
+        gate.admit()
+        queued_at = time.perf_counter()
+        model_name = body.model if body.model in runtime.models() else runtime.models()[0]
+        if body.stream:
+            request.state.streaming = True
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            events = _stream(request, kind, call, model_name, include_usage, queued_at, key, prompt_for_log)
+            return StreamingResponse(events, media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            async with gate.worker:
+                done = await asyncio.get_running_loop().run_in_executor(None, lambda: call(queued_at=queued_at))
+        except PromptTooLongError as err:
+            raise ApiError(413, str(err), "invalid_request_error", code="context_length_exceeded")
+        finally:
+            gate.release()
+        request.state.record = _record(done)
+        request.state.reply = done.text
+        rid = schemas.new_id("chatcmpl" if kind == "chat" else "cmpl")
+        build = schemas.chat_response if kind == "chat" else schemas.completion_response
+        return build(rid, model_name, done)
+
+    async def _stream(request, kind, call, model_name, include_usage, queued_at, key, prompt_for_log):
+        loop, queue, cancelled = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+        rid = schemas.new_id("chatcmpl" if kind == "chat" else "cmpl")
+        started, status, done, future = time.perf_counter(), 200, None, None
+
+        def chunk(text=None, finish=None, **extra):
+            if kind == "chat":
+                delta = {} if text is None else {"content": text}
+                return schemas.chat_chunk(rid, model_name, delta, finish, **extra)
+            return schemas.completion_chunk(rid, model_name, text or "", finish, **extra)
+
+        try:
+            if kind == "chat":
+                yield _sse(schemas.chat_chunk(rid, model_name, {"role": "assistant", "content": ""}))
+            async with gate.worker:
+                future = loop.run_in_executor(None, lambda: call(
+                    on_text=lambda t: loop.call_soon_threadsafe(queue.put_nowait, t),
+                    cancelled=cancelled.is_set, queued_at=queued_at))
+                future.add_done_callback(lambda _: queue.put_nowait(_DONE))
+                while (item := await queue.get()) is not _DONE:
+                    yield _sse(chunk(item))
+                try:
+                    done = future.result()
+                except (PromptTooLongError, GenerationCancelled) as err:
+                    status = 413 if isinstance(err, PromptTooLongError) else 499
+                    yield _sse(schemas.error_body(str(err), "invalid_request_error"))
+                    return
+                yield _sse(chunk(None, done.finish_reason, cogumi=done.routing.as_dict()))
+                if include_usage:
+                    yield _sse({**chunk(None), "choices": [], "usage": schemas.usage(done)})
+                yield _sse("[DONE]")
+        except asyncio.CancelledError:
+            status = 499  # the client closed the stream
+            raise
+        finally:
+            # No await here: a cancelled stream is re-cancelled at every await. The worker thread sees
+            # the flag at its next token and stops; the runtime's own lock keeps generations serial.
+            cancelled.set()
+            gate.release()
+            record = _record(done) if done else None
+            metrics.observe(request.url.path, status, time.perf_counter() - started, record)
+            request_log.write({"endpoint": request.url.path, "status": status, "key": key, "stream": True,
+                               "latency_ms": round((time.perf_counter() - started) * 1000, 1), **(record or {})},
+                              prompt_for_log, done.text if done else None)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await handle(request, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await handle(request, "completion")
+
+    return app
+
+
+def _record(done) -> dict:
+    r = done.routing
+    return {"route": r.route, "model": r.model, "adapter": r.adapter, "confidence": r.confidence,
+            "prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
+            "finish_reason": done.finish_reason, **r.timings}
