@@ -15,7 +15,6 @@ setup: $(VENV)/.installed assets
 # Reinstalls only when the project's dependency files change; otherwise setup takes seconds.
 $(VENV)/.installed: pyproject.toml requirements.lock.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	# torch first and pinned: a CPU wheel lies on these machines; unpinned, pip pulls a CUDA build.
 	$(PIP) install -q torch==2.13.0
 	# llama-cpp-python builds llama.cpp from source (~6 min on 2 cores).

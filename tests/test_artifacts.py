@@ -84,3 +84,14 @@ def test_a_killed_writer_leaves_no_manifest_and_is_cleaned_up(tmp_path):
     _write(store, "demo", "complete")
     assert not list((tmp_path / "demo").glob(".tmp-*"))
     assert len(store.artifacts("demo")) == 1
+
+
+def test_artifacts_cli_lists_and_diffs(outputs):
+    from cogumi.artifact_cli import diff_artifacts, list_artifacts
+
+    store = ArtifactStore(outputs / "artifacts")
+    a = _write(store, "demo", "one", {"window": 256})
+    b = _write(store, "demo", "three", {"window": 128})
+    assert [x.name for x in list_artifacts("demo")] == [a.name, b.name]
+    differences = diff_artifacts(f"demo/{a.name}", "latest:demo")
+    assert differences == {"config.window": (256, 128), "metrics.size": (3, 5)}
