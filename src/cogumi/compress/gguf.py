@@ -1,0 +1,103 @@
+"""`compress.py stage=gguf`: HF model → F16 GGUF → llama.cpp quant types, each checked against F16.
+
+Every quantized file is compared to the F16 export on held-out text (KL divergence, top-1 agreement,
+perplexity) and on fixed prompts; a type above `max_kl` fails the stage, so nothing unfaithful is
+written. Quantizing is always done from the F16 export, never from an already-quantized GGUF.
+"""
+
+import logging
+import tempfile
+from pathlib import Path
+
+from cogumi.artifacts import Artifact
+from cogumi.assets import converter_dir
+from cogumi.compress.gguf_export import (convert_hf_to_gguf, decompress_to_dense, ftype_of, is_compressed_tensors,
+                                         quantize_gguf)
+from cogumi.data.text import read_documents
+from cogumi.errors import CogumiError, ConfigError
+from cogumi.stage import StageContext
+
+log = logging.getLogger(__name__)
+
+
+class FidelityGateError(CogumiError):
+    """A compressed model strays further from its reference than the configured threshold."""
+
+
+def _check_knobs(types: list[str], reference_type: str, max_kl) -> None:
+    if not types:
+        raise ConfigError("stage.run.types is empty: name at least one llama.cpp quant type (e.g. [Q4_K_M])")
+    for quant_type in types:
+        ftype_of(quant_type)
+    if reference_type.upper() in (t.upper() for t in types):
+        raise ConfigError(f"stage.run.types lists the reference type {reference_type}: it is always written")
+    if max_kl is not None and not isinstance(max_kl, (int, float, dict)):
+        raise ConfigError(f"stage.run.max_kl={max_kl!r}: a number, a {{type: number}} map, or null")
+
+
+def _threshold(max_kl, quant_type: str) -> float | None:
+    return max_kl.get(quant_type) if isinstance(max_kl, dict) else max_kl
+
+
+def run(ctx: StageContext, model: str, types: list[str], reference_type: str, text_file: str, window: int,
+        max_windows: int | None, batch_size: int, prompts: list[str], max_new_tokens: int,
+        max_kl=None) -> Artifact:
+    from cogumi.evaluate.fidelity import GGUFCausalLM, fidelity
+    from cogumi.models import load_tokenizer
+
+    types = [str(t).upper() for t in types]
+    _check_knobs(types, reference_type, max_kl)
+    model_input = ctx.model_input(model)
+    inputs = {"model": model_input.identity, "text": text_file}
+    if (previous := ctx.up_to_date(inputs)) is not None:
+        return previous
+
+    documents = read_documents(text_file)
+    tokenizer = load_tokenizer(model_input.source)
+    with ctx.create_artifact(inputs) as out, tempfile.TemporaryDirectory(dir=ctx.outputs_root) as scratch:
+        gguf_dir = out.dir / "gguf"
+        gguf_dir.mkdir()
+        source = Path(model_input.source)
+        if is_compressed_tensors(source):
+            source = decompress_to_dense(source, Path(scratch) / "dense")
+        reference_file = convert_hf_to_gguf(source, gguf_dir / f"{reference_type.upper()}.gguf", converter_dir(),
+                                            reference_type)
+        reference_mb = reference_file.stat().st_size / 1e6
+        n_ctx = max(window, 512)
+        reference = GGUFCausalLM(reference_file, n_ctx=n_ctx, threads=ctx.hardware.threads)
+        out.metrics[f"{reference_type.upper()}/size_mb"] = round(reference_mb, 2)
+        report, reference_nll = {}, None
+        try:
+            for quant_type in types:
+                target = gguf_dir / f"{quant_type}.gguf"
+                notes = quantize_gguf(reference_file, target, quant_type, ctx.hardware.threads)
+                quantized = GGUFCausalLM(target, n_ctx=n_ctx, threads=ctx.hardware.threads)
+                try:
+                    result = fidelity(quantized, reference, tokenizer, documents, window, max_windows, batch_size,
+                                      prompts, max_new_tokens, reference_nll=reference_nll)
+                finally:
+                    quantized.close()
+                reference_nll = _nll_of(result["reference_perplexity"])
+                size_mb = target.stat().st_size / 1e6
+                result.update(size_mb=round(size_mb, 2), ratio_to_reference=round(size_mb / reference_mb, 4), **notes)
+                report[quant_type] = result
+                limit = _threshold(max_kl, quant_type)
+                if limit is not None and result["kl_mean"] > limit:
+                    raise FidelityGateError(f"{quant_type}: KL {result['kl_mean']:.4f} vs {reference_type} exceeds "
+                                            f"stage.run.max_kl={limit}; no artifact written")
+                out.metrics.update({f"{quant_type}/{k}": result[k] for k in
+                                    ("size_mb", "ratio_to_reference", "kl_mean", "top1_agreement", "perplexity",
+                                     "prompt_agreement") if k in result})
+        finally:
+            reference.close()
+        out.metrics["reference_perplexity"] = report[types[0]]["reference_perplexity"]
+        # Single names for sweeps over one type at a time (sweeps/quant_type.yaml).
+        out.metrics.update(kl_mean=report[types[-1]]["kl_mean"], size_mb=report[types[-1]]["size_mb"])
+        out.extra["fidelity"] = {"reference": f"gguf/{reference_type.upper()}.gguf", "by_type": report}
+    return out.artifact
+
+
+def _nll_of(perplexity: float) -> float:
+    import math
+
+    return math.log(perplexity)
