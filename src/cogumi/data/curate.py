@@ -127,7 +127,8 @@ def run(ctx: StageContext, sources: dict, tokenizer: str, val_fraction: float, s
         if judge["enabled"]:
             from cogumi.data.judge import Judge
 
-            judge_obj = Judge(teacher, ledger_path=out.dir / "teacher_ledger.jsonl", max_items=judge.get("max_items"))
+            judge_obj = Judge(teacher, ledger_path=out.dir / "teacher_ledger.jsonl", max_items=judge.get("max_items"),
+                              constrained=judge.get("constrained", False), seed=seed)
         screens = Screens.build(load_tokenizer(model_input.source), language, length, quality, pii, offensive_terms,
                                 contamination, judge_obj, judge.get("min_score"), getattr(teacher, "name", "none"))
         spool_path = Path(tmp) / "screened.jsonl"

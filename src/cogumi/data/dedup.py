@@ -51,14 +51,16 @@ def exact_key(text: str) -> bytes:
 
 
 def shingle_hashes(text: str, ngram: int) -> np.ndarray:
-    """Distinct 32-bit hashes of the character n-grams of the normalised text."""
+    """32-bit hashes of the character n-grams of the normalised text (repeats included)."""
     codes = np.frombuffer(normalise_text(text).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     if len(codes) < ngram:  # shorter than one shingle: the whole text is the shingle
         codes = np.concatenate([codes, np.zeros(ngram - len(codes), dtype=np.uint64)])
     h = codes[: len(codes) - ngram + 1].copy()
     for k in range(1, ngram):
         h = h * _PRIME + codes[k: len(codes) - ngram + 1 + k]
-    return np.unique((h ^ (h >> np.uint64(32))).astype(np.uint32))
+    # Repeated shingles are left in: a minimum over a multiset equals the minimum over its set, and
+    # np.unique would cost more than the permutations it saves (~100 µs per 1 KB document).
+    return (h ^ (h >> np.uint64(32))).astype(np.uint32)
 
 
 def permutations(params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,12 @@ _SYSTEM = (
     "coherence: clear and well organised; helpfulness: useful to the user as written.")
 
 
+# The rubric as a JSON schema; llama.cpp's server turns `{"type": "json_object", "schema": ...}` into a
+# grammar, so even a small local judge answers in the right shape (`judge.constrained: true`).
+RUBRIC_SCHEMA = {"type": "object", "required": list(RUBRIC),
+                 "properties": {k: {"type": "integer", "minimum": 0, "maximum": top} for k, top in RUBRIC.items()}}
+
+
 def judge_messages(instruction: str, response: str, max_chars: int = 3000) -> list[dict]:
     return [{"role": "system", "content": _SYSTEM},
             {"role": "user", "content": f"Request:\n{instruction[:max_chars]}\n\nAnswer:\n{response[:max_chars]}\n\n"
@@ -46,18 +52,20 @@ def parse_scores(text: str) -> dict | None:
 class Judge:
     """Scores records with a teacher; `max_items` bounds the calls (the rest keep heuristic scores)."""
 
-    def __init__(self, spec, ledger_path=None, max_items: int | None = None, max_tokens: int = 64, seed: int = 0):
+    def __init__(self, spec, ledger_path=None, max_items: int | None = None, max_tokens: int = 64, seed: int = 0,
+                 constrained: bool = False):
         from cogumi.teachers.client import TeacherClient
 
         self.client = TeacherClient(spec, ledger_path=ledger_path)
         self.max_items, self.max_tokens, self.seed = max_items, max_tokens, seed
+        self.extra = {"response_format": {"type": "json_object", "schema": RUBRIC_SCHEMA}} if constrained else {}
         self.judged = self.unparsed = 0
 
     def score(self, record: dict) -> float | None:
         if self.max_items is not None and self.judged + self.unparsed >= self.max_items:
             return None
         reply = self.client.chat(judge_messages(record["instruction"], record["response"]),
-                                 max_tokens=self.max_tokens, temperature=0.0, seed=self.seed)
+                                 max_tokens=self.max_tokens, temperature=0.0, seed=self.seed, **self.extra)
         scores = parse_scores(reply.text)
         if scores is None:
             self.unparsed += 1
