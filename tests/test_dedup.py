@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from cogumi.data.dedup import MinHashParams, deduplicate, permutations, shingle_hashes, signatures
+from cogumi.data.dedup import MinHashParams, deduplicate
+from cogumi.data.minhash import permutations, shingle_hashes, signatures
 from cogumi.data.filters import LanguageFilter, pii_problem
 from cogumi.data.judge import parse_scores
 
@@ -28,7 +29,7 @@ def _near_copy(doc: str, rng: random.Random, edits: int = 3) -> str:
 def test_signatures_equal_datasketch_minhash():
     params = MinHashParams()
     texts = ["Hello world, a test of MinHash.", "ab", "", "Ünïcödé text with 中文 characters"]
-    ours = signatures(texts, permutations(params), params.ngram)
+    ours = signatures(texts, permutations(params.num_perm, params.seed), params.ngram)
     for text, sig in zip(texts, ours):
         reference = MinHash(num_perm=params.num_perm, seed=params.seed, hashfunc=lambda x: x)
         reference.update_batch(shingle_hashes(text, params.ngram))
