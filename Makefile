@@ -8,9 +8,15 @@ export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: setup assets pipeline test test-fast benchmarks clean-outputs
+.PHONY: setup system-deps assets pipeline test test-fast benchmarks clean-outputs
 
-setup: $(VENV)/.installed assets
+setup: system-deps $(VENV)/.installed assets
+
+# Debian packages the serve tests drive (headless Chromium + its driver, tmux): installed once,
+# a no-op in milliseconds when already there.
+system-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v tmux >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver tmux; }
 
 # Reinstalls only when the project's dependency files change; otherwise setup takes seconds.
 $(VENV)/.installed: pyproject.toml requirements.lock.txt

@@ -67,7 +67,8 @@ class CompletionRequest(Sampling):
 def first_error(err: ValidationError) -> tuple[str, str]:
     """(field path, message) of the first validation error, e.g. ('messages.0.content', ...)."""
     detail = err.errors()[0]
-    param = ".".join(str(p) for p in detail["loc"] if not str(p).startswith(("str", "list[", "function")))
+    # Union members show up in the path as type tags ('str', 'list[TextPart]'): not part of the field name.
+    param = ".".join(str(p) for p in detail["loc"] if p not in ("str", "int", "float") and "[" not in str(p))
     return param or "body", detail["msg"]
 
 
