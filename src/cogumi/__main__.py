@@ -26,6 +26,29 @@ def _artifacts(args) -> None:
      "diff": lambda: diff_artifacts(args.ref, args.other)}[args.action]()
 
 
+def _unpack(args) -> None:
+    from pathlib import Path
+
+    from cogumi.compress.zstd_pack import unpack_file
+
+    packed = Path(args.packed)
+    target = Path(args.output) if args.output else packed.with_name(packed.name.removesuffix(".zst"))
+    unpack_file(packed, target)
+    logging.getLogger("cogumi").info("unpacked %s -> %s (sha256 verified)", packed, target)
+
+
+def _chat(args) -> None:
+    from cogumi.serve.chat_cli import run_chat
+
+    run_chat(args.url, args.key, args.session, args.max_tokens, args.serve, args.model)
+
+
+def _publish(args) -> None:
+    from cogumi.serve.publish import publish
+
+    publish(args.ref, args.repo, private=args.private, token=args.token, revision=args.revision)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cogumi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
     artifacts.add_argument("ref", nargs="?", help="stage to list, or an artifact ref (latest:<stage>, <stage>/<name>, path)")
     artifacts.add_argument("other", nargs="?", help="second artifact for diff")
     artifacts.set_defaults(func=_artifacts, stage=None)
+
+    unpack = commands.add_parser("unpack", help="stream-unpack a .gguf.zst pack, verifying its sha256")
+    unpack.add_argument("packed", help="a packed file (next to it: .dict and .json)")
+    unpack.add_argument("-o", "--output", help="where to write (default: the name without .zst)")
+    unpack.set_defaults(func=_unpack)
+
+    chat = commands.add_parser("chat", help="chat with the served model in the terminal (streaming)")
+    chat.add_argument("--url", default="http://127.0.0.1:8000/v1", help="the API of a running serve.py")
+    chat.add_argument("--serve", action="store_true", help="start serve.py on a free loopback port instead")
+    chat.add_argument("--key", help="API key (default: $COGUMI_API_KEY)")
+    chat.add_argument("--model", help="model to ask (default: the server's routing)")
+    chat.add_argument("--session", help="a saved session to continue")
+    chat.add_argument("--max-tokens", type=int, default=256)
+    chat.set_defaults(func=_chat)
+
+    publish = commands.add_parser("publish", help="upload a GGUF artifact (+ Modelfile, manifest) to the HF Hub")
+    publish.add_argument("ref", help="artifact ref (latest:gguf, latest:modelfile, <stage>/<name>) or a folder")
+    publish.add_argument("--repo", required=True, help="hub repo id, e.g. you/cogumi-smollm2-gguf")
+    publish.add_argument("--private", action="store_true")
+    publish.add_argument("--revision", default=None, help="branch to upload to")
+    publish.add_argument("--token", default=None, help="HF token (default: $HF_TOKEN or the saved login)")
+    publish.set_defaults(func=_publish)
     return parser
 
 
