@@ -148,3 +148,23 @@ def test_curate_judge_scores_with_a_real_local_teacher(outputs, planted, local_t
         assert r["metadata"]["quality_score"] == round(sum(scores.values()), 2) <= 10
         assert r["metadata"]["judge"] == "local-test"
     assert Judge  # imported from the package, not mocked
+
+
+def test_arrow_and_hub_sources_go_through_datasets(tmp_path):
+    """An Arrow folder (save_to_disk) reads like a local file; an offline hub id fails with its name."""
+    from datasets import Dataset
+
+    from cogumi.data.normalise import normalise
+    from cogumi.data.sources import SourceSpec, read_rows
+    from cogumi.errors import AssetMissingError
+
+    folder = tmp_path / "arrow"
+    Dataset.from_list([{"q": "Name a colour.", "a": "Blue."}, {"q": "Name a fruit.", "a": "Apple."}]).save_to_disk(folder)
+    spec = SourceSpec(name="arrow", format="alpaca", path=str(folder), fields={"instruction": "q", "response": "a"})
+    rows = list(read_rows(spec))
+    assert [r.line for r in rows] == [1, 2]
+    assert normalise(rows[1].row, spec, rows[1].file, rows[1].line)["response"] == "Apple."
+
+    hub = SourceSpec(name="orca", format="alpaca", hub="Open-Orca/OpenOrca")
+    with pytest.raises(AssetMissingError, match="Open-Orca/OpenOrca"):
+        list(read_rows(hub))
