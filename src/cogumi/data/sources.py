@@ -142,13 +142,14 @@ def _json_rows(path: Path) -> Iterator[RawRow]:
         yield RawRow(str(path), 1, error="not a JSON array or object", raw=text[:500])
         return
     is_object, pos = text[start] == "{", start + 1
+    line, counted_to = 1, 0  # line numbers are counted incrementally: files can be one huge line
     while True:
         pos = _skip_space(text, pos)
         if pos < len(text) and text[pos] == ",":
             pos = _skip_space(text, pos + 1)
         if pos >= len(text) or text[pos] in "]}":
             return
-        line = text.count("\n", 0, pos) + 1
+        line, counted_to = line + text.count("\n", counted_to, pos), pos
         key = None
         try:
             if is_object:
