@@ -41,11 +41,12 @@ def unpack_zst(packed: Path) -> Path:
     if target.is_file() and target.stat().st_mtime >= packed.stat().st_mtime:
         return target
     try:
-        from cogumi.compress.unpack import unpack  # provided by the compress area
+        from cogumi.compress.zstd_pack import unpack_file  # the compress area's format (dictionary, sha256)
     except ImportError:
-        unpack = None
-    if unpack is not None:
-        return Path(unpack(packed))
+        unpack_file = None
+    if unpack_file is not None:
+        unpack_file(packed, target)
+        return target
     import zstandard
 
     tmp = target.with_suffix(".gguf.part")
