@@ -67,7 +67,8 @@ def run_fingerprint(ctx: StageContext, inputs: dict) -> str:
 
 
 def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_records: list[dict],
-             inputs: dict, settings: FinetuneSettings, extra: dict | None = None) -> Artifact:
+             inputs: dict, settings: FinetuneSettings, extra: dict | None = None,
+             keep_zeros: bool = False) -> Artifact:
     """Fine-tune `model_ref` with LoRA on the records and write the model artifact."""
     import lightning as L
 
@@ -97,6 +98,7 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
     targets = tuple(settings.target_modules or ctx.model.lora_target_modules)
     lora = LoraSettings(settings.lora_rank, settings.lora_alpha, settings.lora_dropout, targets)
     peft_model = add_lora(model, lora, quantized=hardware.load_in_4bit)
+    peft_model.train()  # the loader returns eval mode; Lightning keeps each submodule's mode as found
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     optim = OptimSettings(settings.lr, settings.weight_decay, settings.warmup_steps, max_steps,
                           settings.min_lr_ratio, hardware.optimizer)
@@ -124,7 +126,7 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
 
     losses = module.losses_per_step()
     with ctx.create_artifact(inputs) as out:
-        save_adapter_and_merged(peft_model, tokenizer, source, hardware, out.dir)
+        save_adapter_and_merged(peft_model, tokenizer, source, hardware, out.dir, keep_zeros)
         plot_losses(losses, untrained, best_val, out.dir / "loss.png")
         throughput = callback(trainer, TokenThroughput)
         out.metrics.update({
