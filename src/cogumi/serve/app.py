@@ -1,15 +1,15 @@
 """The OpenAI-compatible FastAPI app around a runtime: /v1/models, /v1/chat/completions,
-/v1/completions (stream=true as server-sent events), /health, /metrics and the chat page at `/`."""
+/v1/completions (stream=true as server-sent events), /health and /metrics (the chat page is mounted
+by `cogumi.serve.chat_page`)."""
 
 import asyncio
 import json
 import logging
 import threading
 import time
-from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from cogumi.serve import schemas
 from cogumi.serve.gate import ApiError, Gate, Limits
@@ -17,7 +17,6 @@ from cogumi.serve.monitoring import Metrics, RequestLog
 from cogumi.serve.runtime import GenerationCancelled, GenerationParams, PromptTooLongError, UnknownModelError
 
 log = logging.getLogger(__name__)
-CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
 _DONE = object()
 
 
@@ -58,10 +57,6 @@ def build_app(runtime, gate: Gate, request_log: RequestLog, info: dict | None = 
     async def prometheus():
         metrics.in_flight = gate.pending
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
-
-    @app.get("/", response_class=HTMLResponse)
-    async def chat_page():
-        return HTMLResponse(CHAT_PAGE.read_text())
 
     @app.get("/v1/models")
     async def models(request: Request):

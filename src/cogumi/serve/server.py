@@ -33,7 +33,8 @@ def _stop(signum, frame):
 
 
 def build_server(ctx: StageContext, model: str, n_ctx: int, keys_file: str | None, keys_env: str | None,
-                 limits: dict, request_log: str | None, log_prompts: bool, host: str = "127.0.0.1"):
+                 limits: dict, request_log: str | None, log_prompts: bool, host: str = "127.0.0.1",
+                 port: int = 8000, chat_page: bool = False):
     """(app, served model, runtime): everything but the socket, so tests and benchmarks share it."""
     from cogumi.serve.app import build_app
     from cogumi.serve.auth import KeyRing
@@ -60,19 +61,26 @@ def build_server(ctx: StageContext, model: str, n_ctx: int, keys_file: str | Non
     info = {"model_path": str(served.path), "model_sha256": sha,
             "artifact": served.artifact.ref if served.artifact else None, "auth": keys.enabled}
     app = build_app(runtime, Gate(keys, limit_values), RequestLog(request_log, log_prompts), info)
+    if chat_page:
+        from cogumi.serve.chat_page import mount_chat_page
+
+        loopback = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        app = mount_chat_page(app, f"http://{loopback}:{port}/v1", runtime.models(),
+                              ctx.outputs_root / "chat" / "exports")
     return app, served, info
 
 
 def run(ctx: StageContext, model: str, host: str, port: int, n_ctx: int, keys_file: str | None,
-        keys_env: str | None, limits: dict, request_log: str | None, log_prompts: bool) -> Artifact:
+        keys_env: str | None, limits: dict, request_log: str | None, log_prompts: bool,
+        chat_page: bool) -> Artifact:
     import uvicorn
 
     if not 0 < port < 65536:
         raise ConfigError(f"stage.run.port={port}: expected 1..65535")
     app, served, info = build_server(ctx, model, n_ctx, keys_file, keys_env, limits, request_log,
-                                     log_prompts, host)
-    log.info("OpenAI API on http://%s:%d/v1 · chat page on http://%s:%d/ · request log %s",
-             host, port, host, port, request_log)
+                                     log_prompts, host, port, chat_page)
+    log.info("OpenAI API on http://%s:%d/v1 · chat page %s · request log %s", host, port,
+             f"on http://{host}:{port}/chat/" if chat_page else "off", request_log)
     # uvicorn re-raises the stop signal after its graceful shutdown; turn it into an exception here so
     # the session record below is still written.
     signal.signal(signal.SIGTERM, _stop)
