@@ -137,9 +137,9 @@ def test_curate_judge_scores_with_a_real_local_teacher(outputs, planted, local_t
     from cogumi.data.judge import Judge
 
     records, _, report = _run_curate(outputs, planted, teacher=local_teacher,
-                                     judge={"enabled": True, "min_score": 0.0, "max_items": 2, "constrained": True})
+                                     judge={"enabled": True, "min_score": 0.0, "max_items": 3, "constrained": True})
     summary = report["judge"]
-    assert summary["calls"] == 2 and summary["judged"] + summary["unparsed"] == 2
+    assert summary["calls"] == 3 and summary["judged"] + summary["unparsed"] == 3
     assert summary["judged"] >= 1  # the schema-constrained reply parses
     judged = [r for r in records if r["metadata"]["quality_scorer"] == "judge"]
     assert 1 <= len(judged) <= summary["judged"]  # a judged record may still lose to its near duplicate
