@@ -16,10 +16,12 @@ HARDWARE = ["cpu", "h100", "h100x8", "a100-40g", "rtx4090", "m4-pro"]
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, embedded_model):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from cogumi.models import load_tokenizer
 
     folder = write_tiny_llama(tmp_path_factory.mktemp("tiny") / "llama", embedded_model)
-    return folder, AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    return folder, AutoModelForCausalLM.from_pretrained(folder).eval(), load_tokenizer(folder)
 
 
 def _examples(tokenizer):
@@ -110,3 +112,49 @@ def test_qlora_profiles_ask_for_nf4_double_quant_and_8bit_adam():
     assert bnb.load_in_4bit and bnb.bnb_4bit_quant_type == "nf4" and bnb.bnb_4bit_use_double_quant
     assert bnb.bnb_4bit_compute_dtype == torch.bfloat16 and spec.optimizer == "adamw_8bit"
     assert spec.precision == "bf16-mixed"
+
+
+def test_recovery_merge_keeps_the_pruned_zeros(tiny, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from cogumi.train.merge import merged_model
+
+    folder, _, _ = tiny
+    pruned = AutoModelForCausalLM.from_pretrained(folder)
+    weight = pruned.model.layers[0].mlp.down_proj.weight
+    with torch.no_grad():
+        weight[:, ::2] = 0.0  # half the columns pruned
+    pruned.save_pretrained(tmp_path / "pruned")
+    peft_model = add_lora(AutoModelForCausalLM.from_pretrained(tmp_path / "pruned"), LoraSettings(rank=4), False)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    dense = merged_model(str(tmp_path / "pruned"), tmp_path / "adapter", torch.float32)
+    sparse = merged_model(str(tmp_path / "pruned"), tmp_path / "adapter", torch.float32, keep_zeros=True)
+    assert (dense.model.layers[0].mlp.down_proj.weight[:, ::2] != 0).any()  # a plain merge fills them in
+    kept = sparse.model.layers[0].mlp.down_proj.weight
+    assert (kept[:, ::2] == 0).all() and (kept[:, 1::2] != weight[:, 1::2]).any()
+
+
+def test_recovery_picks_the_records_the_model_finds_hardest(tiny):
+    from cogumi.train.recovery import reply_losses, worst_fraction
+
+    _, model, tokenizer = tiny
+    records = [{"id": str(i), "instruction": "Repeat: a", "response": "a " * (1 + i)} for i in range(10)]
+    losses = reply_losses(model, tokenizer, records, seq_len=256, batch_size=4)
+    alone = reply_losses(model, tokenizer, records[3:4], seq_len=256, batch_size=1)
+    assert losses[3] == pytest.approx(alone[0], rel=1e-4)  # batching with padding does not change a score
+    worst = worst_fraction(records, losses, 0.2)
+    assert len(worst) == 2
+    assert {r["id"] for r in worst} == {records[i]["id"] for i in sorted(range(10), key=lambda i: -losses[i])[:2]}
+
+
+def test_distill_mix_replays_the_requested_share():
+    from cogumi.train.distill import with_replay
+
+    targeted = [{"id": f"t{i}"} for i in range(40)]
+    replay = [{"id": f"r{i}"} for i in range(100)]
+    mix = with_replay(targeted, replay, 0.2, seed=0)
+    assert len(mix) == 50 and sum(r["id"].startswith("r") for r in mix) == 10
+    assert mix == with_replay(targeted, replay, 0.2, seed=0)  # deterministic

@@ -142,12 +142,14 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
             "train_rows": len(train_rows),
             "train_examples": len(train_examples),
             "val_examples": len(val_examples),
-            "tokens_per_s": round(throughput.mean_tokens_per_s, 1),
+            "tokens_per_s": round(throughput.tokens_per_s(skip=1 if len(throughput.batches) > 1 else 0), 1),
             "fit_wall_s": round(fit_seconds, 1),
         })
         out.extra["training"] = {**asdict(settings), "max_steps_resolved": max_steps,
                                  "effective_batch": hardware.batch_size * hardware.grad_accum * hardware.devices,
-                                 "loss_per_step": [[s, round(v, 5)] for s, v in losses], **(extra or {})}
+                                 "loss_per_step": [[s, round(v, 5)] for s, v in losses],
+                                 "val_loss_per_validation": [[s, round(v, 5)] for s, v in module.val_history],
+                                 **(extra or {})}
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the artifact now holds the result
     return out.artifact
 
@@ -156,7 +158,8 @@ def choose_best_weights(trainer, module, data) -> float:
     """Val loss of the final weights vs the best checkpoint; keep whichever is lower, return its loss."""
     import torch
 
-    final = trainer.validate(module, datamodule=data, verbose=False)[0]["val_loss"]
+    done = [loss for step, loss in module.val_history if step == trainer.global_step]
+    final = done[-1] if done else trainer.validate(module, datamodule=data, verbose=False)[0]["val_loss"]
     from cogumi.train.trainer import ModelCheckpoint
 
     best = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor == "val_loss")

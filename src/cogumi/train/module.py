@@ -74,6 +74,7 @@ class LoraModule(L.LightningModule):
         self.model, self.optim, self.seed = model, optim, seed
         self.tokens_seen = 0  # real (non-pad) tokens of the training batches, restored on resume
         self.step_losses: dict[int, list[float]] = {}  # optimizer step → its micro-batch losses
+        self.val_history: list[tuple[int, float]] = []  # (optimizer step, val loss) of each validation
 
     def training_step(self, batch, batch_idx):
         # Dropout masks depend only on the position in the stream, so a resumed run draws the same ones.
@@ -81,15 +82,25 @@ class LoraModule(L.LightningModule):
         torch.manual_seed(self.seed + self.global_step * accum + batch_idx % accum)
         loss = batch_loss(self.model, batch)
         self.tokens_seen += int(batch["real_tokens"])
-        self.step_losses.setdefault(self.global_step, []).append(float(loss))
+        self.step_losses.setdefault(self.global_step, []).append(float(loss.detach()))
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=1)
         return loss
 
+    def on_validation_epoch_start(self):
+        self._val_sum, self._val_tokens = 0.0, 0
+
     def validation_step(self, batch, batch_idx):
         # Weight each batch by its reply tokens so the epoch value is the token-level mean loss.
         tokens = int((batch["labels"][:, 1:] != -100).sum())
-        self.log("val_loss", batch_loss(self.model, batch), prog_bar=True, batch_size=tokens)
+        loss = batch_loss(self.model, batch)
+        self._val_sum += float(loss) * tokens
+        self._val_tokens += tokens
+        self.log("val_loss", loss, prog_bar=True, batch_size=tokens)
+
+    def on_validation_epoch_end(self):
+        if self._val_tokens and not self.trainer.sanity_checking:
+            self.val_history.append((self.global_step, self._val_sum / self._val_tokens))
 
     def on_before_optimizer_step(self, optimizer):
         from lightning.pytorch.utilities import grad_norm

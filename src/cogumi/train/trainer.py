@@ -30,21 +30,21 @@ class TokenThroughput(Callback):
 
     def __init__(self):
         self.started = None
-        self.tokens = 0
-        self.seconds = 0.0
+        self.batches: list[tuple[int, float]] = []  # (real tokens, seconds) per training batch
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         elapsed = time.perf_counter() - self.started
-        self.tokens += int(batch["real_tokens"])
-        self.seconds += elapsed
+        self.batches.append((int(batch["real_tokens"]), elapsed))
         pl_module.log("tok_s", int(batch["real_tokens"]) / max(elapsed, 1e-9), prog_bar=True, batch_size=1)
 
-    @property
-    def mean_tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds else 0.0
+    def tokens_per_s(self, skip: int = 0) -> float:
+        """Over all batches after the first `skip` (the first one pays one-time allocation costs)."""
+        kept = self.batches[skip:]
+        seconds = sum(s for _, s in kept)
+        return sum(t for t, _ in kept) / seconds if seconds else 0.0
 
 
 def trainer_arguments(hardware: HardwareSpec, loop: LoopSettings) -> dict:
