@@ -16,7 +16,6 @@ from cogumi.errors import CogumiError, ConfigError
 from cogumi.evaluate import suite
 from cogumi.evaluate.gate_checks import check_all, needed_metrics, results_table, validate
 from cogumi.stage import StageContext
-from cogumi.tracking import NullTracker
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +48,9 @@ def suite_metrics(ctx: StageContext, ref: str, kind: str, gates: dict) -> dict:
     """The gate's tasks on one model, run as a cached `suite` stage."""
     if not gates.get("tasks"):
         return {}
-    knobs = {"model": ref, "kind": kind, "tasks": list(gates["tasks"]), "limit": gates.get("limit"),
-             "limits": dict(gates.get("limits") or {}), "part": gates.get("part", "gate"),
-             "max_gen_toks": gates.get("max_gen_toks"), "chat_template": False, "seed": 1234}
-    sub = StageContext(stage="suite", store=ctx.store, model=ctx.model, hardware=ctx.hardware,
-                       config={**ctx.config, "stage": {"name": "suite", "area": "evaluate", "run": knobs}},
-                       fingerprint_config={"stage": {"name": "suite", "run": knobs},
-                                           "model": ctx.fingerprint_config["model"],
-                                           "hardware": ctx.fingerprint_config["hardware"]},
-                       tracker=NullTracker(), force=ctx.force)
-    return dict(suite.run(sub, **knobs).metrics)
+    return dict(suite.run_cached(ctx, model=ref, kind=kind, tasks=list(gates["tasks"]), limit=gates.get("limit"),
+                                 limits=dict(gates.get("limits") or {}), part=gates.get("part", "gate"),
+                                 max_gen_toks=gates.get("max_gen_toks")).metrics)
 
 
 def fidelity_metrics(ctx: StageContext, candidate: tuple, reference: tuple, settings: dict) -> dict:

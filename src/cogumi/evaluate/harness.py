@@ -111,8 +111,17 @@ def per_sample(results: dict) -> list[dict]:
                 "prompt": s["arguments"][0][0] if s.get("arguments") else "",
                 "answer": _answer(s), "target": str(s.get("target", "")),
                 "correct": bool(s.get(metric, 0.0) >= 0.5), "doc": s["doc"],
+                "choice_logprobs": _choice_logprobs(s),
             })
     return records
+
+
+def _choice_logprobs(sample: dict) -> list[float] | None:
+    """Per-option loglikelihoods of a multiple-choice item (None for generation tasks)."""
+    resps = sample.get("resps") or []
+    if resps and isinstance(resps[0], (list, tuple)) and resps[0] and isinstance(resps[0][0], (list, tuple)):
+        return [float(r[0][0]) for r in resps]
+    return None
 
 
 def _answer(sample: dict) -> str:

@@ -10,6 +10,7 @@ from cogumi.errors import ConfigError
 from cogumi.evaluate import offline_data
 from cogumi.evaluate.harness import KINDS, PRIMARY, ModelTarget, check_tasks, per_sample, run_suite, scores
 from cogumi.stage import StageContext
+from cogumi.tracking import NullTracker
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +116,21 @@ def run(ctx: StageContext, model: str, kind: str, tasks: list[str], limit: int |
         out.extra["model_kind"] = kind
         log.info("suite on %s (%s):\n%s", target.location, kind, markdown_table(table, counts))
     return out.artifact
+
+
+def run_cached(ctx: StageContext, **knobs) -> Artifact:
+    """The suite as its own `suite` stage from inside another stage (gate, failures): cached like one."""
+    knobs = {"limit": None, "limits": {}, "part": "gate", "max_gen_toks": None, "chat_template": False,
+             "seed": 1234, **knobs}
+    sub = StageContext(stage="suite", store=ctx.store, model=ctx.model, hardware=ctx.hardware,
+                       config={**ctx.config, "stage": {"name": "suite", "area": "evaluate", "run": knobs}},
+                       fingerprint_config={"stage": {"name": "suite", "run": knobs},
+                                           "model": ctx.fingerprint_config["model"],
+                                           "hardware": ctx.fingerprint_config["hardware"]},
+                       tracker=NullTracker(), force=ctx.force)
+    return run(sub, **knobs)
+
+
+def read_samples(artifact: Artifact) -> list[dict]:
+    with (artifact.path / "samples.jsonl").open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

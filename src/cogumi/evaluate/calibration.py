@@ -1,0 +1,88 @@
+"""Temperature scaling (Guo et al., 2017) of multiple-choice answer confidence: fit, ECE, reliability plot."""
+
+import math
+
+import numpy as np
+
+
+def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(scores, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _ragged(scores) -> list[np.ndarray]:
+    return [np.asarray(s, dtype=np.float64) for s in scores]
+
+
+def nll(scores, labels, temperature: float = 1.0) -> float:
+    """Mean negative log-probability of the right option (items may have different option counts)."""
+    total = 0.0
+    for s, y in zip(_ragged(scores), labels):
+        z = s / temperature
+        total += -(z[y] - (z.max() + math.log(np.exp(z - z.max()).sum())))
+    return total / max(len(labels), 1)
+
+
+def fit_temperature(scores, labels, low: float = 0.05, high: float = 20.0, steps: int = 60) -> float:
+    """The T minimising held-out NLL: a log-spaced grid, then golden-section refinement (NLL is unimodal in log T)."""
+    grid = np.exp(np.linspace(math.log(low), math.log(high), steps))
+    losses = [nll(scores, labels, t) for t in grid]
+    best = int(np.argmin(losses))
+    a, b = math.log(grid[max(best - 1, 0)]), math.log(grid[min(best + 1, steps - 1)])
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(40):
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        if nll(scores, labels, math.exp(c)) < nll(scores, labels, math.exp(d)):
+            b = d
+        else:
+            a = c
+    return float(math.exp((a + b) / 2))
+
+
+def confidences(scores, labels, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence of the chosen option, whether it is right) per item."""
+    conf, correct = [], []
+    for s, y in zip(_ragged(scores), labels):
+        p = softmax(s, temperature)
+        conf.append(p.max())
+        correct.append(float(p.argmax() == y))
+    return np.array(conf), np.array(correct)
+
+
+def reliability_bins(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[dict]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        mask = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        if mask.any():
+            rows.append({"low": float(lo), "high": float(hi), "count": int(mask.sum()),
+                         "confidence": float(conf[mask].mean()), "accuracy": float(correct[mask].mean())})
+    return rows
+
+
+def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Σ_bins (n_b / n) · |accuracy_b − confidence_b| over equal-width confidence bins."""
+    n = len(conf)
+    return float(sum(r["count"] / n * abs(r["accuracy"] - r["confidence"]) for r in reliability_bins(conf, correct, bins)))
+
+
+def plot_reliability(path, before: list[dict], after: list[dict], ece_before: float, ece_after: float,
+                     temperature: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for rows, label, marker in ((before, f"T=1 (ECE {ece_before:.3f})", "o"),
+                                (after, f"T={temperature:.2f} (ECE {ece_after:.3f})", "s")):
+        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker=marker, label=label)
+    ax.set(xlabel="confidence of the chosen answer", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+           title="Reliability on the held-out half")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
