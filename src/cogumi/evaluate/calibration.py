@@ -22,7 +22,7 @@ def nll(scores, labels, temperature: float = 1.0) -> float:
     for s, y in zip(_ragged(scores), labels):
         z = s / temperature
         total += -(z[y] - (z.max() + math.log(np.exp(z - z.max()).sum())))
-    return total / max(len(labels), 1)
+    return float(total / max(len(labels), 1))
 
 
 def fit_temperature(scores, labels, low: float = 0.05, high: float = 20.0, steps: int = 60) -> float:

@@ -70,6 +70,7 @@ def run_suite(target: ModelTarget, tasks: list[str], limits: dict, part: str = "
     from lm_eval.tasks import TaskManager
 
     check_tasks(tasks, target.kind)
+    chat_template = chat_template or target.kind == "api"  # a chat endpoint takes messages, not raw text
     model, model_args = target.lm_eval_model()
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"part": part})
     samples = {t: list(range(limits[t])) if limits.get(t) is not None else None for t in tasks}
