@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from cogumi.serve import schemas
 from cogumi.serve.gate import ApiError, Gate, Limits
 from cogumi.serve.monitoring import Metrics, RequestLog
-from cogumi.serve.runtime import GenerationCancelled, GenerationParams, PromptTooLongError, UnknownModelError
+from cogumi.serve.runtime import (GenerationCancelled, GenerationParams, PromptTooLongError, Runtime,
+                                  UnknownModelError)
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -24,7 +25,7 @@ def _sse(payload) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def build_app(runtime, gate: Gate, request_log: RequestLog, info: dict | None = None) -> FastAPI:
+def build_app(runtime: Runtime, gate: Gate, request_log: RequestLog, info: dict | None = None) -> FastAPI:
     """`info` (model path, sha256, ...) is shown by /health."""
     app = FastAPI(title="Cogumi", docs_url=None, redoc_url=None)
     metrics = Metrics()

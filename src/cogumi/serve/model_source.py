@@ -21,39 +21,46 @@ class ServedModel:
     artifact: Artifact | None = None
 
 
-def _pick_gguf(folder: Path, ref: str) -> Path:
-    found = {p.stem: p for p in folder.glob("*.gguf")}
+def _type_of(path: Path) -> str:
+    return path.name.split(".gguf")[0]
+
+
+def _pick(folder: Path, suffix: str, ref: str) -> Path:
+    """The preferred quantization type among `<TYPE><suffix>` files (Q4_K_M first)."""
+    found = {_type_of(p): p for p in folder.glob(f"*{suffix}")}
     for qtype in PREFERRED_TYPES:
         if qtype in found:
             return found[qtype]
     if found:
-        return sorted(found.values())[0]
-    raise ArtifactError(f"'{ref}': no .gguf file in {folder}")
+        return found[sorted(found)[0]]
+    raise ArtifactError(f"'{ref}': no {suffix} file in {folder}")
 
 
 def unpack_zst(packed: Path) -> Path:
-    """A `.gguf.zst` from the pack stage, decompressed once into a cache file beside it.
+    """A `.gguf.zst` from the pack stage, unpacked once into the cache (never into the artifact).
 
-    Seam: the compress area owns the pack format (it may add a zstd dictionary); when its unpack
-    function exists it is used, otherwise a plain zstd frame is decompressed here.
+    The compress area owns the pack format (dictionary + sha256 sidecar) and its loader hook;
+    without it (an older checkout), a plain zstd frame is decompressed here.
     """
-    target = packed.with_suffix("")  # x.gguf.zst -> x.gguf
-    if target.is_file() and target.stat().st_mtime >= packed.stat().st_mtime:
-        return target
     try:
-        from cogumi.compress.zstd_pack import unpack_file  # the compress area's format (dictionary, sha256)
+        from cogumi.compress.zstd_pack import unpacked_gguf
     except ImportError:
-        unpack_file = None
-    if unpack_file is not None:
-        unpack_file(packed, target)
-        return target
+        unpacked_gguf = None
+    if unpacked_gguf is not None:
+        return Path(unpacked_gguf(packed))
     import zstandard
 
-    tmp = target.with_suffix(".gguf.part")
-    with open(packed, "rb") as src, open(tmp, "wb") as dst:
-        zstandard.ZstdDecompressor().copy_stream(src, dst)
-    tmp.rename(target)
-    log.info("unpacked %s -> %s", packed, target)
+    from cogumi.hashing import sha256_file
+    from cogumi.paths import cache_dir
+
+    target = cache_dir() / "unpacked" / f"{sha256_file(packed)[:16]}-{packed.name.removesuffix('.zst')}"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".part")
+        with open(packed, "rb") as src, open(tmp, "wb") as dst:
+            zstandard.ZstdDecompressor().copy_stream(src, dst)
+        tmp.rename(target)
+        log.info("unpacked %s -> %s", packed, target)
     return target
 
 
@@ -77,12 +84,11 @@ def resolve_gguf(ref: str, model: ModelSpec, store: ArtifactStore) -> ServedMode
         raise ConfigError(f"stage.run.model='{ref}': no such file")
     artifact = store.resolve(ref)
     if (artifact.path / "gguf").is_dir():
-        gguf = _pick_gguf(artifact.path / "gguf", ref)
+        gguf = _pick(artifact.path / "gguf", ".gguf", ref)
     elif (artifact.path / "packed").is_dir():
-        packed = sorted((artifact.path / "packed").glob("*.gguf.zst"))
-        if not packed:
-            raise ArtifactError(f"'{ref}': no .gguf.zst in {artifact.path / 'packed'}")
-        gguf = unpack_zst(packed[0])
+        packed = _pick(artifact.path / "packed", ".gguf.zst", ref)
+        return ServedModel(unpack_zst(packed), f"{model.name}-{artifact.stage}-{_type_of(packed)}".lower(),
+                           artifact)
     else:
         raise ArtifactError(f"'{ref}' ({artifact.path}) holds no gguf/ or packed/ folder")
-    return ServedModel(gguf, f"{model.name}-{artifact.stage}-{gguf.stem}".lower(), artifact)
+    return ServedModel(gguf, f"{model.name}-{artifact.stage}-{_type_of(gguf)}".lower(), artifact)

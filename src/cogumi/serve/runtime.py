@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cogumi.errors import CogumiError
 
@@ -61,8 +62,32 @@ class Completion:
     routing: RoutingRecord
 
 
+class Runtime(Protocol):
+    """What the API, the CLI and the chat page need from whatever answers: the seam the router and the
+    modifiers plug into. `route()` decides (today: always the base model) and `chat()` answers with the
+    decision attached as a `RoutingRecord`."""
+
+    n_ctx: int
+
+    def models(self) -> list[str]: ...
+
+    def route(self, requested: str | None) -> RoutingRecord: ...
+
+    def chat_prompt(self, messages: list[dict]) -> str: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def chat(self, messages: list[dict], params: GenerationParams, model: str | None = None,
+             on_text: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None,
+             queued_at: float | None = None) -> Completion: ...
+
+    def complete(self, prompt: str, params: GenerationParams, model: str | None = None,
+                 on_text: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None,
+                 queued_at: float | None = None) -> Completion: ...
+
+
 class LlamaRuntime:
-    """A GGUF loaded once; requests are served one at a time (llama.cpp contexts are not thread-safe)."""
+    """The `Runtime` of one GGUF loaded once; requests are served one at a time (llama.cpp contexts are not thread-safe)."""
 
     def __init__(self, gguf_path: str | Path, name: str, n_ctx: int = 2048, n_threads: int | None = None,
                  seed: int = 1234):
