@@ -10,7 +10,7 @@ from datasketch import MinHash
 from cogumi.data.dedup import MinHashParams, deduplicate
 from cogumi.data.minhash import permutations, shingle_hashes, signatures
 from cogumi.data.filters import LanguageFilter, pii_problem
-from cogumi.data.judge import parse_scores
+from cogumi.data.judge import parse_domain, parse_scores
 
 
 def _docs(n: int, seed: int = 0) -> list[str]:
@@ -79,3 +79,5 @@ def test_judge_reply_parsing_clamps_and_needs_all_four():
         "accuracy": 3.0, "completeness": 2.0, "coherence": 1.0, "helpfulness": 3.0}
     assert parse_scores("Accuracy: 2\nCompleteness: 1\nCoherence: 2\nHelpfulness: 2")["accuracy"] == 2.0
     assert parse_scores('{"accuracy": 3}') is None
+    assert parse_domain('{"accuracy": 1, "domain": "code"}') == "code"
+    assert parse_domain('{"domain": "astrology"}') is None

@@ -12,23 +12,33 @@ log = logging.getLogger(__name__)
 
 RUBRIC = {"accuracy": 3, "completeness": 2, "coherence": 2, "helpfulness": 3}
 
+DOMAINS = ("general", "code", "math", "reasoning", "automation")  # the conf/domain options
+
 _SYSTEM = (
     "You grade an assistant's answer to a user's request. Reply with JSON only, no prose: "
-    '{"accuracy": 0-3, "completeness": 0-2, "coherence": 0-2, "helpfulness": 0-3}. '
+    '{"accuracy": 0-3, "completeness": 0-2, "coherence": 0-2, "helpfulness": 0-3, "domain": "..."}. '
     "accuracy: facts and reasoning are correct; completeness: the whole request is answered; "
-    "coherence: clear and well organised; helpfulness: useful to the user as written.")
+    "coherence: clear and well organised; helpfulness: useful to the user as written; "
+    f"domain: one of {', '.join(DOMAINS)}.")
 
 
 # The rubric as a JSON schema; llama.cpp's server turns `{"type": "json_object", "schema": ...}` into a
 # grammar, so even a small local judge answers in the right shape (`judge.constrained: true`).
-RUBRIC_SCHEMA = {"type": "object", "required": list(RUBRIC),
-                 "properties": {k: {"type": "integer", "minimum": 0, "maximum": top} for k, top in RUBRIC.items()}}
+RUBRIC_SCHEMA = {"type": "object", "required": [*RUBRIC, "domain"],
+                 "properties": {**{k: {"type": "integer", "minimum": 0, "maximum": top} for k, top in RUBRIC.items()},
+                                "domain": {"type": "string", "enum": list(DOMAINS)}}}
 
 
 def judge_messages(instruction: str, response: str, max_chars: int = 3000) -> list[dict]:
     return [{"role": "system", "content": _SYSTEM},
             {"role": "user", "content": f"Request:\n{instruction[:max_chars]}\n\nAnswer:\n{response[:max_chars]}\n\n"
                                         "Scores as JSON:"}]
+
+
+def parse_domain(text: str) -> str | None:
+    """The judge's domain label, when it gave one of the known domains."""
+    match = re.search(r'"domain"\s*:\s*"(\w+)"', text)
+    return match.group(1) if match and match.group(1) in DOMAINS else None
 
 
 def parse_scores(text: str) -> dict | None:
@@ -73,6 +83,8 @@ class Judge:
             return None
         self.judged += 1
         record["metadata"]["judge_scores"] = scores
+        if (domain := parse_domain(reply.text)) is not None:
+            record["metadata"]["judge_domain"] = domain
         return round(sum(scores.values()), 2)
 
     def summary(self) -> dict:

@@ -94,7 +94,9 @@ class Screens:
                 if len(report.decontamination_examples) < 20:
                     report.decontamination_examples.append({"id": record["id"], "set": hit[0], "eval_text": hit[1]})
                 continue
-            meta.update(tokens=tokens, quality_score=score, quality_scorer=scorer, domain=domain_of(record),
+            # The judge's domain label, when it gave one, wins over the keyword heuristic.
+            meta.update(tokens=tokens, quality_score=score, quality_scorer=scorer,
+                        domain=meta.pop("judge_domain", None) or domain_of(record),
                         difficulty=difficulty_of(record, tokens),
                         judge=self.teacher_name if scorer == "judge" else None)
             survivors.append(record)
