@@ -10,6 +10,8 @@ import json
 import logging
 import random
 
+from tqdm.auto import tqdm
+
 from cogumi.artifacts import Artifact
 from cogumi.errors import ConfigError
 from cogumi.evaluate import offline_data
@@ -40,6 +42,13 @@ class Sampler:
     def tokens(self, text: str) -> int:
         return len(self.lm.tok_encode(text)) if self.kind == "gguf" else len(self.tokenizer(text)["input_ids"])
 
+    def as_chat(self, text: str) -> str:
+        """`text` as one user turn, formatted by the model's own chat template."""
+        messages = [{"role": "user", "content": text}]
+        if self.kind == "gguf":
+            return self.lm.apply_chat_template(messages)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
     def sample(self, prompt: str, n: int, temperature: float, max_tokens: int, stop: list[str], seed: int) -> list[str]:
         if self.kind == "gguf":
             kwargs = {"until": stop, "max_gen_toks": max_tokens, "do_sample": temperature > 0,
@@ -64,9 +73,10 @@ class Sampler:
 def mine(sampler: Sampler, category: str, settings: dict, seed: int) -> tuple[list[dict], dict]:
     rows = offline_data.load(SETS[category], "mine")["test"].to_list()[:settings["items"]]
     kept, reasons = [], {}
-    for doc in rows:
+    for doc in tqdm(rows, desc=f"self-consistency {category}", unit="item"):
         problem = problem_from(category, doc)
-        samples = sampler.sample(problem.prompt, settings["n"], settings["temperature"], settings["max_tokens"],
+        prompt = sampler.as_chat(problem.prompt) if problem.chat else problem.prompt
+        samples = sampler.sample(prompt, settings["n"], settings["temperature"], settings["max_tokens"],
                                  STOPS[category], seed)
         result = vote(problem, samples, settings["min_agreement"])
         reasons[result.reason] = reasons.get(result.reason, 0) + 1

@@ -24,6 +24,7 @@ class Problem:
     gold: str  # number, option letter, or the tests to run
     setup: str = ""
     choices: tuple[str, ...] = ()  # reasoning: the option texts
+    chat: bool = False  # sample through the model's chat template (instruct models answer MC far more readably)
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ def problem_from(category: str, doc: dict) -> Problem:
                        doc["setup"])
     options = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(doc["options"]))
     question = f"{doc['question']}\n{options}"
-    return Problem("reasoning", doc["id"], f"Question: {question}\nAnswer:", question, LETTERS[doc["gold"]],
-                   choices=tuple(doc["options"]))
+    return Problem("reasoning", doc["id"], f"{question}\nAnswer with the letter of the correct option.", question,
+                   LETTERS[doc["gold"]], choices=tuple(doc["options"]), chat=True)
 
 
 def option_letter(text: str, n_options: int = 10) -> str | None:
