@@ -47,8 +47,14 @@ def test_sft_trains_and_a_killed_run_resumes_to_the_same_result(tiny_setup, outp
     fresh_store = ArtifactStore(fresh / "artifacts")
     demo_dataset(fresh_store, n_train=48, n_val=8)
     env = {**os.environ, "COGUMI_OUTPUTS": str(fresh)}
-    clean = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, env=env)
+    # This run also logs through Lightning's WandbLogger (offline); the killed/resumed one has logger=none.
+    clean = subprocess.run([*command, "logger=wandb"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                           timeout=600, env=env)
     assert clean.returncode == 0, clean.stderr[-3000:]
+    history = b"".join(p.read_bytes() for p in fresh.glob("wandb/offline-run-*/run-*.wandb"))
+    for key in (b"train_loss", b"val_loss", b"grad_norm", b"tok_s", b"lr"):
+        assert key in history, key
+    assert not (outputs / "wandb").exists()
     artifact = _sft(fresh_store)
     clean_metrics = artifact.metrics
     assert clean_metrics["val_loss"] < clean_metrics["val_loss_untrained"]
@@ -56,7 +62,8 @@ def test_sft_trains_and_a_killed_run_resumes_to_the_same_result(tiny_setup, outp
     assert 0 < clean_metrics["trainable_params"] < clean_metrics["total_params"]
     for produced in ("model/config.json", "model/model.safetensors", "adapter/adapter_config.json", "loss.png"):
         assert (artifact.path / produced).is_file(), produced
-    again = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, env=env)
+    again = subprocess.run([*command, "logger=wandb"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                           timeout=600, env=env)
     assert again.returncode == 0 and "up to date" in again.stdout + again.stderr
     assert len(fresh_store.artifacts("sft")) == 1
 
