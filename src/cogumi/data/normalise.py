@@ -144,7 +144,8 @@ def normalise(row, spec: SourceSpec, file: str, line: int, ordinal: int = 0) -> 
         "response": response,
         "messages": messages,
         "metadata": {"teacher": spec.teacher,
-                     "source": {"name": spec.name, "distribution": spec.distribution or spec.origin, "file": _short(file),
+                     "source": {"name": spec.name, "distribution": spec.distribution or spec.origin,
+                                "file": _short(file),
                                 "line": line, "split": spec.split if spec.hub else None}},
     }
 
