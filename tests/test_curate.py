@@ -170,3 +170,27 @@ def test_arrow_and_hub_sources_go_through_datasets(tmp_path):
     hub = SourceSpec(name="orca", format="alpaca", hub="Open-Orca/OpenOrca")
     with pytest.raises(AssetMissingError, match="Open-Orca/OpenOrca"):
         list(read_rows(hub))
+
+
+def test_yaml_and_chitchat_layouts_normalise_with_line_numbers(tmp_path):
+    """chatterbot YAML: each conversation with its line, a malformed one quarantined by line."""
+    from cogumi.data.normalise import normalise
+    from cogumi.data.sources import SourceSpec, read_rows
+
+    corpus = tmp_path / "english"
+    corpus.mkdir()
+    (corpus / "ai.yml").write_text("categories:\n- AI\nconversations:\n- - What is AI?\n  - The study of thinking machines.\n"
+                                   "- A plain string, not a pair\n- - Are you a robot?\n  - Yes.\n  - Really?\n  - Really.\n")
+    rows = list(read_rows(SourceSpec(name="bot", format="chatterbot", path=str(corpus))))
+    assert [(r.line, r.error is None) for r in rows] == [(4, True), (6, False), (7, True)]
+    record = normalise(rows[2].row, SourceSpec(name="bot", format="chatterbot", path=str(corpus)), rows[2].file, 7)
+    assert [m["role"] for m in record["messages"]] == ["user", "assistant", "user", "assistant"]
+
+    chat = {"c1": {"messages": [[{"text": "hi", "sender": "a"}, {"text": "there", "sender": "a"}],
+                                [{"text": "hello", "sender": "b"}], [{"text": "bye", "sender": "a"}]]}}
+    (tmp_path / "chat.json").write_text(json.dumps(chat))
+    spec = SourceSpec(name="chat", format="chitchat", path=str(tmp_path / "chat.json"))
+    (row,) = list(read_rows(spec))
+    record = normalise(row.row, spec, row.file, row.line)
+    # turns by one sender are joined; the trailing user turn is cut so the record ends on the assistant
+    assert record["messages"] == [{"role": "user", "content": "hi\nthere"}, {"role": "assistant", "content": "hello"}]
