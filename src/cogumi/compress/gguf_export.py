@@ -50,10 +50,23 @@ def decompress_to_dense(model_dir: Path, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("decompressing compressed-tensors model %s to dense fp32", model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None and hasattr(quantizer, "compressor"):
-        quantizer.compressor.decompress_model(model)
+    from transformers import CompressedTensorsConfig
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                 quantization_config=CompressedTensorsConfig(run_compressed=False))
+    if any(name.endswith("weight_packed") for name, _ in model.named_parameters()):
+        raise GGUFExportError(f"{model_dir}: transformers left the weights packed; cannot export them densely")
+    # transformers decompresses on load (weights become dequantized floats) but keeps the
+    # quantization parameters, which the converter cannot map: drop them.
+    dropped = 0
+    for module in model.modules():
+        for name in [n for n in module._parameters if n.startswith("weight_") or n.startswith("input_")]:
+            module._parameters.pop(name)
+            dropped += 1
+        for attr in ("quantization_scheme", "quantization_status"):
+            if hasattr(module, attr):
+                delattr(module, attr)
+    log.info("dropped %d quantization parameters", dropped)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -1,0 +1,127 @@
+"""`compress.py stage=quantize`: W4A16 weight quantization through llm-compressor (GPTQ or AWQ).
+
+Sparse-aware: weights that were exactly zero (a pruned input) are zero again after quantization
+(zero is on every symmetric grid, and llm-compressor's asymmetric ranges always include it), so a
+pruned-then-quantized model keeps its sparsity; the manifest records it. The artifact holds the
+compressed-tensors checkpoint in `model/`; the gguf stage decompresses it to dense for llama.cpp.
+`backend=autoawq` (optional extra `cogumi[autoawq]`) is for CUDA users and refuses to run on CPU.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from cogumi.artifacts import Artifact
+from cogumi.compress.calibration import calibration_dataset, calibration_source
+from cogumi.compress.sparsity import GROUPS, group_sparsity, layer_sparsity
+from cogumi.errors import ConfigError
+from cogumi.stage import StageContext
+
+log = logging.getLogger(__name__)
+
+METHODS = ("gptq", "awq")
+BACKENDS = ("llmcompressor", "autoawq")
+TARGETS = [f"re:.*{pattern.pattern}" for pattern in GROUPS.values()]  # projections only: embeddings/lm_head stay
+
+
+def input_widths(model_dir: str | Path) -> dict[str, int]:
+    """Input width of each projection kind, from config.json (read before any weights are loaded)."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    head_dim = config.get("head_dim") or hidden // heads
+    return {"q/k/v/gate/up_proj": hidden, "o_proj": heads * head_dim, "down_proj": config["intermediate_size"]}
+
+
+def check_group_size(group_size: int, widths: dict[str, int]) -> None:
+    """Group-wise scales need every input width to be a multiple of the group size: say so before any work."""
+    if group_size < 1:
+        raise ConfigError(f"stage.run.group_size={group_size}: must be a positive integer")
+    bad = {name: width for name, width in widths.items() if width % group_size}
+    if bad:
+        common = min(widths.values())
+        fits = [g for g in (256, 128, 64, 32, 16) if all(w % g == 0 for w in widths.values())]
+        raise ConfigError(f"stage.run.group_size={group_size} does not divide the input width of {bad} "
+                          f"(smallest width {common}); group sizes that fit this model: {fits}")
+
+
+def _scheme(bits: int, group_size: int, symmetric: bool) -> dict:
+    return {"group_0": {"targets": TARGETS, "weights": {"num_bits": bits, "type": "int", "symmetric": symmetric,
+                                                        "strategy": "group", "group_size": group_size}}}
+
+
+def _recipe(method: str, bits: int, group_size: int, symmetric: bool) -> list:
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+
+    scheme = _scheme(bits, group_size, symmetric)
+    if method == "gptq":
+        return [GPTQModifier(config_groups=scheme)]
+    from llmcompressor.modifiers.transform.awq import AWQModifier
+
+    return [AWQModifier(duo_scaling=True), QuantizationModifier(config_groups=scheme)]
+
+
+def run(ctx: StageContext, model: str, method: str, backend: str, bits: int, group_size: int, symmetric: bool,
+        calibration_data: str | None, calibration_fallback: str, calibration_samples: int, max_seq_length: int,
+        heldout_text: str, fidelity_windows: int, window: int, batch_size: int, seed: int = 1234) -> Artifact:
+    if method not in METHODS:
+        raise ConfigError(f"stage.run.method={method!r}: expected one of {METHODS}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"stage.run.backend={backend!r}: expected one of {BACKENDS}")
+    if backend == "autoawq" and ctx.hardware.device != "cuda":
+        raise ConfigError("stage.run.backend=autoawq needs CUDA (and `pip install cogumi[autoawq]`); "
+                          "on this hardware use backend=llmcompressor")
+    model_input = ctx.model_input(model)
+    check_group_size(group_size, input_widths(model_input.source))
+    calibration = calibration_source(ctx.store, calibration_data, calibration_fallback)
+    inputs = {"model": model_input.identity, "calibration": calibration, "heldout": heldout_text}
+    if (previous := ctx.up_to_date(inputs)) is not None:
+        return previous
+    if backend == "autoawq":
+        raise ConfigError("stage.run.backend=autoawq is not wired in this build; use backend=llmcompressor")
+
+    from llmcompressor import oneshot
+
+    from cogumi.compress.cpu_workarounds import skip_pin_memory_without_accelerator
+    from cogumi.models import load_causal_lm
+
+    lm, tokenizer = load_causal_lm(model_input.source, ctx.hardware, ctx.model.revision)
+    zero_masks = {name: (m.weight == 0) for name, m in lm.named_modules()
+                  if any(p.search(name) for p in GROUPS.values()) and (m.weight == 0).any()}
+    dataset = calibration_dataset(calibration, tokenizer, calibration_samples, max_seq_length, seed)
+    log.info("%s W%dA16 group %d on %d calibration samples", method, bits, group_size, len(dataset))
+    with skip_pin_memory_without_accelerator():
+        oneshot(model=lm, tokenizer=tokenizer, dataset=dataset, recipe=_recipe(method, bits, group_size, symmetric),
+                num_calibration_samples=len(dataset), max_seq_length=max_seq_length)
+    _restore_zeros(lm, zero_masks)
+    groups = group_sparsity(layer_sparsity(lm))
+    with ctx.create_artifact(inputs) as out:
+        out.metrics.update({f"measured_{g}_sparsity": v for g, v in groups.items() if g in GROUPS})
+        if fidelity_windows:
+            out.metrics.update(_fidelity(lm, model_input.source, tokenizer, ctx, heldout_text, window,
+                                         fidelity_windows, batch_size))
+        lm.save_pretrained(out.dir / "model", save_compressed=True)
+        tokenizer.save_pretrained(out.dir / "model")
+        out.metrics["model_mb"] = round(sum(f.stat().st_size for f in (out.dir / "model").glob("*.safetensors")) / 1e6, 2)
+        out.extra["quantization"] = {"method": method, "bits": bits, "group_size": group_size,
+                                     "symmetric": symmetric, "sparse_input_layers": len(zero_masks)}
+    return out.artifact
+
+
+def _restore_zeros(lm, zero_masks: dict) -> None:
+    """GPTQ's error feedback writes into pruned positions; put the pruned zeros back."""
+    import torch
+
+    modules = dict(lm.named_modules())
+    with torch.no_grad():
+        for name, mask in zero_masks.items():
+            modules[name].weight.masked_fill_(mask, 0)
+
+
+def _fidelity(quantized, reference_source, tokenizer, ctx, heldout_text, window, max_windows, batch_size) -> dict:
+    from cogumi.data.text import read_documents
+    from cogumi.evaluate.fidelity import HFCausalLM, fidelity
+
+    reference = HFCausalLM(reference_source, ctx.hardware)
+    report = fidelity(quantized, reference.model, tokenizer, read_documents(heldout_text), window, max_windows,
+                      batch_size)
+    return {k: report[k] for k in ("perplexity", "reference_perplexity", "kl_mean", "top1_agreement")}
