@@ -163,7 +163,8 @@ def _json_rows(path: Path) -> Iterator[RawRow]:
         except (json.JSONDecodeError, IndexError) as err:
             yield RawRow(str(path), line, error=f"bad JSON: {getattr(err, 'msg', err)}", raw=text[pos:pos + 500])
             pos = _resync(text, pos)
-            if pos is None:
+            if pos is None:  # nothing after it can be told apart: say so rather than lose it silently
+                yield RawRow(str(path), line, error="unreadable from here to the end of the file")
                 return
 
 
@@ -174,12 +175,16 @@ def _skip_space(text: str, pos: int) -> int:
 
 
 def _resync(text: str, pos: int) -> int | None:
-    """Position of the next element after a broken one: the next line whose first non-space is `{`."""
-    indent_of = lambda p: len(text[p:]) - len(text[p:].lstrip(" \t"))  # noqa: E731
+    """Start of the next element after a broken one: the next line indented like the broken element
+    and opening a value (or closing the array at a smaller indent)."""
+    indent = pos - (text.rfind("\n", 0, pos) + 1)
     nl = text.find("\n", pos)
     while nl != -1:
-        stripped = text[nl + 1: nl + 1 + 200].lstrip(" \t")
-        if stripped.startswith(("{", "]")) and indent_of(nl + 1) <= 2:
+        window = text[nl + 1: nl + 1 + indent + 1]
+        leading = len(window) - len(window.lstrip(" \t"))
+        if leading == indent and window[indent:indent + 1] in ("{", "["):
+            return nl + 1
+        if leading < indent and window[leading:leading + 1] in ("]", "}"):
             return nl + 1
         nl = text.find("\n", nl + 1)
     return None
