@@ -1,0 +1,87 @@
+"""Compress stages: fast checks of knobs, errors before work, sparsity measurement, the converter view."""
+
+import json
+
+import pytest
+import torch
+
+from cogumi.compress.gguf_export import byte_level_view, ftype_of
+from cogumi.compress.prune import _check
+from cogumi.compress.quantize import check_group_size, input_widths
+from cogumi.compress.sparsity import group_of, group_sparsity, layer_sparsity, violates_n_m
+from cogumi.entry import compose_entry
+from cogumi.errors import ConfigError
+from tests.conftest import run_entry
+
+
+def test_user_example_composes_with_the_top_level_sparsity():
+    cfg = compose_entry("compress", ["stage=prune", "sparsity=0.65"])
+    assert cfg.stage.run.sparsity == 0.65
+    assert cfg.stage.run.attention_sparsity is None and cfg.stage.run.mlp_sparsity is None
+    # Calibration never touches the held-out fidelity text.
+    assert cfg.stage.run.calibration_fallback != cfg.data.heldout_text
+
+
+def test_group_size_128_rejected_for_576_wide_model(embedded_model):
+    widths = input_widths(embedded_model)
+    assert widths["q/k/v/gate/up_proj"] == 576
+    with pytest.raises(ConfigError, match=r"group_size=128 .*fit this model: \[64, 32, 16\]"):
+        check_group_size(128, widths)
+    check_group_size(64, widths)
+
+
+def test_bad_group_size_exits_2_before_loading_anything(outputs):
+    result = run_entry("compress", "stage=quantize", "stage.run.group_size=128", "logger=none", timeout=120)
+    assert result.returncode == 2
+    assert "group_size=128" in result.stdout + result.stderr
+    assert not (outputs / "artifacts" / "quantize").exists() or not any((outputs / "artifacts" / "quantize").iterdir())
+
+
+@pytest.mark.parametrize(("method", "structure", "sparsities", "match"), [
+    ("magnitude", "unstructured", {"mlp": 0.5}, "method"),
+    ("wanda", "4:8", {"mlp": 0.5}, "structure"),
+    ("wanda", "2:4", {"mlp": 0.65}, "2:4 pattern is exactly 50"),
+    ("wanda", "unstructured", {"attention": 1.0}, "strictly between"),
+])
+def test_prune_knob_errors(method, structure, sparsities, match):
+    with pytest.raises(ConfigError, match=match):
+        _check(method, structure, sparsities)
+
+
+def test_unknown_quant_type_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="Q4_K_M"):
+        ftype_of("Q3_XYZ")
+    assert ftype_of("q8_0") == ftype_of("Q8_0")
+
+
+def test_groups_and_measured_sparsity_on_a_tiny_model():
+    model = torch.nn.Module()
+    model.embed = torch.nn.Embedding(10, 8)
+    model.self_attn = torch.nn.Module()
+    model.self_attn.q_proj = torch.nn.Linear(8, 8, bias=False)
+    model.mlp = torch.nn.Module()
+    model.mlp.up_proj = torch.nn.Linear(8, 16, bias=False)
+    with torch.no_grad():
+        model.self_attn.q_proj.weight[:, :4] = 0  # 50 %
+        model.mlp.up_proj.weight[:4] = 0  # 25 %
+    layers = layer_sparsity(model)
+    assert layers["self_attn.q_proj"] == {"group": "attention", "params": 64, "sparsity": 0.5}
+    groups = group_sparsity(layers)
+    assert groups["mlp"] == 0.25 and groups["embedding"] == 0.0
+    assert group_of("model.layers.3.mlp.down_proj") == "mlp" and group_of("lm_head") is None
+
+
+def test_n_m_check_catches_a_violation():
+    weight = torch.tensor([[1.0, 0.0, 2.0, 0.0, 0.0, 3.0, 0.0, 4.0]])
+    assert violates_n_m(weight, 2, 4) == 0
+    weight[0, 1] = 5.0
+    assert violates_n_m(weight, 2, 4) == 1
+
+
+def test_converter_view_reduces_a_decoder_sequence_to_byte_level(tmp_path, embedded_model):
+    view = byte_level_view(embedded_model, tmp_path)
+    tokenizer = json.loads((view / "tokenizer.json").read_text())
+    assert tokenizer["decoder"]["type"] == "ByteLevel"
+    assert (view / "config.json").resolve() == (embedded_model / "config.json").resolve()
+    # A folder that is already plain byte-level BPE is used as is.
+    assert byte_level_view(view, tmp_path / "again") == view
