@@ -72,3 +72,20 @@ def test_failing_gate_does_not_promote_and_the_previous_promotion_stays(outputs)
     gate_results = [json.loads((a.path / "results.json").read_text()) for a in store.artifacts("gate")]
     assert [r["passed"] for r in gate_results] == [True, False]
     assert "FAIL" in (store.artifacts("gate")[-1].path / "table.md").read_text()
+
+
+def test_the_embedded_gate_reuses_the_pipelines_suite_runs():
+    """Same knobs -> same fingerprint: the gate finds the suite artifacts the pipeline steps made."""
+    from omegaconf import OmegaConf
+
+    from cogumi.entry import compose_entry
+    from cogumi.evaluate.suite import stage_config
+
+    gates = compose_entry("evaluate", ["gates=embedded"]).gates
+    limits = "{" + ",".join(f"{k}:{v}" for k, v in gates.limits.items()) + "}"
+    cli = compose_entry("evaluate", ["stage=suite", "stage.run.model=latest:sft", f"stage.run.limit={gates.limit}",
+                                     f"stage.run.limits={limits}", f"stage.run.max_gen_toks={gates.max_gen_toks}"])
+    from_cli = OmegaConf.to_container(cli.stage, resolve=True)
+    built = stage_config(model="latest:sft", kind="hf", tasks=list(gates.tasks), limit=gates.limit,
+                         limits=dict(gates.limits), part=gates.part, max_gen_toks=gates.max_gen_toks)
+    assert built == from_cli

@@ -82,7 +82,7 @@ def run(ctx: StageContext, model: str, kind: str, tasks: list[str], limit: int |
     if k_min < 2 or k_max < k_min:
         raise ConfigError(f"stage.run.k_min={k_min}, k_max={k_max}: need 2 <= k_min <= k_max")
     evaluated = suite.run_cached(ctx, model=model, kind=kind, tasks=list(tasks), limit=limit,
-                                 limits=dict(limits or {}), part=part, max_gen_toks=max_gen_toks, seed=seed)
+                                 limits=limits, part=part, max_gen_toks=max_gen_toks, seed=seed)
     inputs = {"suite": evaluated}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous

@@ -49,7 +49,7 @@ def suite_metrics(ctx: StageContext, ref: str, kind: str, gates: dict) -> dict:
     if not gates.get("tasks"):
         return {}
     return dict(suite.run_cached(ctx, model=ref, kind=kind, tasks=list(gates["tasks"]), limit=gates.get("limit"),
-                                 limits=dict(gates.get("limits") or {}), part=gates.get("part", "gate"),
+                                 limits=gates.get("limits"), part=gates.get("part", "gate"),
                                  max_gen_toks=gates.get("max_gen_toks")).metrics)
 
 

@@ -118,16 +118,28 @@ def run(ctx: StageContext, model: str, kind: str, tasks: list[str], limit: int |
     return out.artifact
 
 
+def stage_config(**knobs) -> dict:
+    """The resolved `stage` node `evaluate.py stage=suite` would have with these knobs."""
+    knobs = {"model": "base", "kind": "hf", "gguf_type": None, "api_model": "", "limit": None, "limits": None,
+             "part": "gate", "max_gen_toks": None, "chat_template": False, "seed": 1234, **knobs}
+    knobs["limits"] = dict(knobs["limits"]) if knobs["limits"] else None
+    knobs["tasks"] = list(knobs["tasks"])
+    return {"name": "suite", "area": "evaluate", "run": {"_target_": f"{__name__}.run", "_partial_": True, **knobs}}
+
+
 def run_cached(ctx: StageContext, **knobs) -> Artifact:
-    """The suite as its own `suite` stage from inside another stage (gate, failures): cached like one."""
-    knobs = {"limit": None, "limits": {}, "part": "gate", "max_gen_toks": None, "chat_template": False,
-             "seed": 1234, **knobs}
+    """The suite as its own `suite` stage from inside another stage (gate, failures).
+
+    The fingerprint is built exactly as `evaluate.py stage=suite` with the same knobs builds it, so a
+    gate finds the suite artifact a pipeline step already produced instead of evaluating again.
+    """
+    stage = stage_config(**knobs)
+    knobs = {k: v for k, v in stage["run"].items() if not k.startswith("_")}
     sub = StageContext(stage="suite", store=ctx.store, model=ctx.model, hardware=ctx.hardware,
-                       config={**ctx.config, "stage": {"name": "suite", "area": "evaluate", "run": knobs}},
-                       fingerprint_config={"stage": {"name": "suite", "run": knobs},
-                                           "model": ctx.fingerprint_config["model"],
+                       config={**ctx.config, "stage": stage},
+                       fingerprint_config={"stage": stage, "model": ctx.fingerprint_config["model"],
                                            "hardware": ctx.fingerprint_config["hardware"]},
-                       tracker=NullTracker(), force=ctx.force)
+                       tracker=NullTracker(), force=False)  # force reruns the calling stage, not the suite
     return run(sub, **knobs)
 
 
