@@ -123,3 +123,28 @@ def test_qlora_step_on_cpu_with_bitsandbytes(tmp_path, embedded_model):
     optimizer.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, params))
+
+
+def _run_stage_in_process(stage: str, overrides: list[str]):
+    from hydra.utils import instantiate
+
+    from cogumi.entry import build_context, compose_entry
+
+    cfg = compose_entry("train", [f"stage={stage}", *overrides])
+    return instantiate(cfg.stage.run)(build_context(cfg, stage))
+
+
+def test_distill_and_recovery_run_on_the_same_code(tiny_setup):
+    store, overrides = tiny_setup
+    short = [*overrides, "stage.run.max_steps=2", "stage.run.val_every=2", "stage.run.progress_bar=false"]
+    sft = _run_stage_in_process("sft", short)
+    # The curate demo set doubles as the failure-targeted set here; replay comes from the same artifact.
+    distill = _run_stage_in_process("distill", [*short, f"stage.run.model={sft.ref}", "stage.run.lr=1e-3",
+                                                "stage.run.dataset=latest:curate", "stage.run.max_train_records=16"])
+    assert distill.manifest["training"]["targeted_records"] == 16
+    assert distill.manifest["training"]["replayed_records"] == 4  # 20 % of the mix
+    assert any(i.get("artifact") == sft.ref for i in distill.manifest["inputs"])
+    recovery = _run_stage_in_process("recovery", [*short, f"stage.run.model={sft.ref}", "stage.run.fraction=0.25"])
+    assert recovery.manifest["training"]["selected_records"] == 12  # a quarter of 48 scored
+    assert recovery.manifest["training"]["selection_loss_cutoff"] >= recovery.manifest["training"]["pool_median_loss"]
+    assert (recovery.path / "model" / "model.safetensors").is_file()
