@@ -65,7 +65,9 @@ def lightning_packed(model_dir: str, records: list[dict], seq_len: int, batch_si
     from cogumi.train.module import LoraModule, LoraSettings, OptimSettings, add_lora
     from cogumi.train.trainer import LoopSettings, TokenThroughput, build_trainer, callback
 
-    hardware = dataclasses.replace(HardwareSpec(name="cpu"), batch_size=batch_size)
+    import torch
+
+    hardware = dataclasses.replace(HardwareSpec(name="cpu"), batch_size=batch_size, threads=torch.get_num_threads())
     model, tokenizer = load_causal_lm(model_dir, hardware)
     rows = pack_examples(encode_records(tokenizer, records, seq_len), seq_len, seed=0)
     peft_model = add_lora(model, LoraSettings(16, 16, 0.05), quantized=False)
@@ -88,13 +90,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads or os.cpu_count())
 
     from cogumi.assets import embedded_model_dir
     from cogumi.train.fixtures import alpaca_records
 
     model_dir = args.model or str(embedded_model_dir())
     records = alpaca_records(400)
+    load_at_start = os.getloadavg()[0]  # the box may be shared: a ratio measured in one run stays fair
     started = time.time()
     baseline = plain_loop(model_dir, records, args.seq_len, args.batch_size, args.steps)
     packed = lightning_packed(model_dir, records, args.seq_len, args.batch_size, args.steps)
@@ -102,7 +109,8 @@ def main() -> None:
         "benchmark": "train_throughput",
         "model": model_dir, "seq_len": args.seq_len, "batch_size": args.batch_size, "lora_rank": 16,
         "data": "llamafactory alpaca_en_demo (first 400 records), chat template of the model",
-        "cpu_threads": os.cpu_count(),
+        "torch_threads": args.threads or os.cpu_count(),
+        "load_average_at_start": round(load_at_start, 2),
         "baseline_plain_peft_unpacked": baseline,
         "cogumi_lightning_packed": packed,
         "speedup": round(packed["tokens_per_s"] / baseline["tokens_per_s"], 2),

@@ -158,3 +158,24 @@ def test_distill_mix_replays_the_requested_share():
     mix = with_replay(targeted, replay, 0.2, seed=0)
     assert len(mix) == 50 and sum(r["id"].startswith("r") for r in mix) == 10
     assert mix == with_replay(targeted, replay, 0.2, seed=0)  # deterministic
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny):
+    from transformers import AutoModelForCausalLM
+
+    folder, _, tokenizer = tiny
+    batch = collate_rows(pack_examples(_examples(tokenizer), 512, 0), tokenizer.pad_token_id)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = add_lora(AutoModelForCausalLM.from_pretrained(folder), LoraSettings(rank=4, dropout=0.0), False,
+                         gradient_checkpointing=checkpointing)
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.05)
+        model.train()
+        batch_loss(model, batch).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)

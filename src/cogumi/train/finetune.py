@@ -42,6 +42,7 @@ class FinetuneSettings:
     patience: int
     seed: int
     progress_bar: bool = True
+    gradient_checkpointing: bool = False
 
     def check(self, stage: str) -> None:
         where = f"conf/stage/{stage}.yaml"
@@ -97,7 +98,8 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
 
     targets = tuple(settings.target_modules or ctx.model.lora_target_modules)
     lora = LoraSettings(settings.lora_rank, settings.lora_alpha, settings.lora_dropout, targets)
-    peft_model = add_lora(model, lora, quantized=hardware.load_in_4bit)
+    peft_model = add_lora(model, lora, quantized=hardware.load_in_4bit,
+                          gradient_checkpointing=settings.gradient_checkpointing)
     peft_model.train()  # the loader returns eval mode; Lightning keeps each submodule's mode as found
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     optim = OptimSettings(settings.lr, settings.weight_decay, settings.warmup_steps, max_steps,

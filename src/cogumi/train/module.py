@@ -32,12 +32,17 @@ class OptimSettings:
     optimizer: str = "adamw"  # adamw | adamw_8bit
 
 
-def add_lora(model, lora: LoraSettings, quantized: bool):
-    """Wrap a causal LM with fresh LoRA adapters (k-bit preparation first for a 4-bit base)."""
+def add_lora(model, lora: LoraSettings, quantized: bool, gradient_checkpointing: bool = False):
+    """Wrap a causal LM with fresh LoRA adapters (k-bit preparation first for a 4-bit base).
+
+    Gradient checkpointing trades ~30 % more compute for activation memory (an 8B model at 1024 tokens)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
     config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=list(lora.target_modules), task_type="CAUSAL_LM", bias="none")
     return get_peft_model(model, config)
