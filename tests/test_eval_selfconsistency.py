@@ -1,5 +1,7 @@
 """Self-consistency keeps only majority-agreeing, verified answers."""
 
+import pytest
+
 from cogumi.evaluate.offline_data import arc_rows, gsm8k_rows, mbpp_rows
 from cogumi.evaluate.voting import problem_from, vote
 
@@ -48,3 +50,17 @@ def test_mining_items_come_from_the_mining_half_only():
     mine_ids = set(load("gsm8k", "mine")["test"]["id"])
     gate_ids = set(load("gsm8k", "gate")["test"]["id"])
     assert mine_ids.isdisjoint(gate_ids) and len(mine_ids) + len(gate_ids) == len(gsm8k_rows())
+
+
+@pytest.mark.slow
+def test_hf_and_gguf_samplers_return_n_stopped_samples(embedded_model):
+    from cogumi.evaluate.selfconsistency import Sampler
+    from cogumi.hardware import HardwareSpec
+
+    for kind, location in (("hf", str(embedded_model)), ("gguf", str(embedded_model / "source.gguf"))):
+        sampler = Sampler(kind, location, HardwareSpec(name="cpu"))
+        prompt = sampler.as_chat("Name a colour.")
+        assert prompt.rstrip().endswith("assistant")  # the model's own chat template
+        samples = sampler.sample(prompt, n=3, temperature=0.7, max_tokens=12, stop=["\n"], seed=1)
+        assert len(samples) == 3 and all("\n" not in s for s in samples)
+        assert len(sampler.sample("2 + 2 =", n=2, temperature=0.0, max_tokens=4, stop=[], seed=1)) == 2
