@@ -73,6 +73,8 @@ def run(ctx: StageContext, model: str, method: str, structure: str, sparsity: fl
         tokenizer.save_pretrained(out.dir / "model")
         out.metrics.update({f"measured_{g}_sparsity": v for g, v in groups.items()})
         out.metrics.update({f"requested_{g}_sparsity": v for g, v in sparsities.items()})
+        # Size axis of the sparsity sweep: what a sparse format would have to store (tied weights once).
+        out.metrics["nonzero_params_m"] = round(sum((p != 0).sum().item() for p in lm.parameters()) / 1e6, 3)
         if fidelity_windows:
             out.metrics.update(_fidelity(lm, model_input.source, tokenizer, ctx, heldout_text, window,
                                          fidelity_windows, batch_size))
