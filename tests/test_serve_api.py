@@ -5,6 +5,7 @@ in-process against the same app code with a real runtime and deliberately tight 
 """
 
 import json
+import time
 
 import httpx
 import openai
@@ -85,6 +86,26 @@ def test_health_metrics_and_request_log_without_prompt_text(server, client):
     lines = [json.loads(x) for x in (outputs / "serve" / "requests.jsonl").read_text().splitlines()]
     assert any(x["status"] == 200 and x.get("completion_tokens", 0) > 0 for x in lines)
     assert "primary colour" not in (outputs / "serve" / "requests.jsonl").read_text()
+
+
+def test_a_closed_stream_stops_its_generation(server):
+    base_url, outputs = server
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = {"messages": [{"role": "user", "content": "Write a very long essay about rivers."}],
+            "max_tokens": 500, "stream": True, "temperature": 0.9, "seed": 3}
+    with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=120) as response:
+        for line in response.iter_lines():
+            if '"content": "' in line and '"content": ""' not in line:
+                break  # one token seen: hang up
+    log = outputs / "serve" / "requests.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and '"status": 499' not in log.read_text():
+        time.sleep(0.2)
+    assert '"status": 499' in log.read_text()
+    # The next request gets the model at once: the hung-up generation stopped instead of running 500 tokens.
+    after = httpx.post(f"{base_url}/v1/chat/completions", headers=headers,
+                       json={"messages": QUESTION, "max_tokens": 1}, timeout=120).json()
+    assert after["cogumi"]["timings"]["queue_ms"] < 3000, after["cogumi"]
 
 
 def test_lm_eval_local_chat_completions_generates_through_the_api(server, monkeypatch):

@@ -131,7 +131,8 @@ def build_app(runtime: Runtime, gate: Gate, request_log: RequestLog, info: dict 
                 future = loop.run_in_executor(None, lambda: call(
                     on_text=lambda t: loop.call_soon_threadsafe(queue.put_nowait, t),
                     cancelled=cancelled.is_set, queued_at=queued_at))
-                future.add_done_callback(lambda _: queue.put_nowait(_DONE))
+                # (f.exception() marks a cancelled generation's error as seen: no "never retrieved" noise)
+                future.add_done_callback(lambda f: (queue.put_nowait(_DONE), f.cancelled() or f.exception()))
                 while (item := await queue.get()) is not _DONE:
                     yield _sse(chunk(item))
                 try:
