@@ -114,7 +114,8 @@ class ParetoReport(Callback):
             metrics = artifact.metrics
             if self.size_metric in metrics and self.quality_metric in metrics:
                 run_cfg = artifact.manifest.get("config", {})
-                label = " ".join(str(_dotted(run_cfg, k)) for k in self.label_keys)
+                values = [_dotted(run_cfg, k) for k in self.label_keys]
+                label = " ".join(",".join(map(str, v)) if isinstance(v, list) else str(v) for v in values)
                 points.append(Point(label, metrics[self.size_metric], metrics[self.quality_metric], artifact.ref))
         if not points:
             log.warning("no %s artifact has %s and %s: no Pareto report", self.stage, self.size_metric,
