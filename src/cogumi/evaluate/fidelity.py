@@ -8,6 +8,7 @@ HF tokenizer; a GGUF converted from the same folder shares its vocabulary, so th
 
 import logging
 import math
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,8 +27,9 @@ class GGUFCausalLM:
         from llama_cpp import Llama
 
         self.path = Path(path)
+        # llama-cpp-python defaults to half the cores; scoring is the only work here, so use them all.
         self.llm = Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, verbose=False,
-                         n_threads=threads)
+                         n_threads=threads or os.cpu_count())
 
     def __call__(self, input_ids):
         import numpy as np
