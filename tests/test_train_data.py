@@ -82,3 +82,31 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert values[0] < values[3] < 1.0 and max(values) == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(values[4:], values[5:]))
     assert values[20] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("override", "key"), [("stage.run.max_steps=0", "max_steps"), ("stage.run.lr=0", "lr"),
+                                               ("stage.run.lora_rank=0", "lora_rank")])
+def test_bad_training_knobs_are_config_errors_before_any_work(override, key, outputs):
+    from hydra.utils import instantiate
+
+    from cogumi.entry import build_context, compose_entry
+    from cogumi.errors import ConfigError
+
+    cfg = compose_entry("train", ["stage=sft", "logger=none", override])
+    with pytest.raises(ConfigError, match=key):  # no dataset exists here: the knob check comes first
+        instantiate(cfg.stage.run)(build_context(cfg, "sft"))
+
+
+def test_a_dataset_without_splits_is_named_in_the_error(outputs):
+    from hydra.utils import instantiate
+
+    from cogumi.artifacts import ArtifactStore
+    from cogumi.entry import build_context, compose_entry
+    from cogumi.errors import ConfigError
+
+    store = ArtifactStore(outputs / "artifacts")
+    with store.create("curate", "f" * 64, {}, []) as out:
+        (out.dir / "report.json").write_text("{}")
+    cfg = compose_entry("train", ["stage=sft", "logger=none"])
+    with pytest.raises(ConfigError, match="train.jsonl"):
+        instantiate(cfg.stage.run)(build_context(cfg, "sft"))

@@ -57,9 +57,11 @@ class FinetuneSettings:
 
 def settings_from(stage: str, knobs: dict) -> FinetuneSettings:
     try:
-        return FinetuneSettings(**knobs)
+        settings = FinetuneSettings(**knobs)
     except TypeError as err:
         raise ConfigError(f"conf/stage/{stage}.yaml: run knobs do not fit FinetuneSettings: {err}") from err
+    settings.check(stage)
+    return settings
 
 
 def run_fingerprint(ctx: StageContext, inputs: dict) -> str:
@@ -75,7 +77,6 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
 
     from cogumi.models import load_causal_lm
 
-    settings.check(ctx.stage)
     if not train_records or not val_records:
         raise ConfigError(f"{ctx.stage}: need training and validation records "
                           f"(got {len(train_records)} / {len(val_records)})")

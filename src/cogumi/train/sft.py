@@ -19,9 +19,9 @@ def dataset_split(ctx: StageContext, ref: str, split: str, limit: int | None):
 
 def run(ctx: StageContext, model: str, dataset: str, max_train_records: int | None, max_val_records: int | None,
         **knobs) -> Artifact:
+    settings = settings_from(ctx.stage, knobs)  # knob mistakes first, before any file is read
     artifact, train = dataset_split(ctx, dataset, "train", max_train_records)
     _, val = dataset_split(ctx, dataset, "val", max_val_records)
-    settings = settings_from(ctx.stage, knobs)
     inputs = {"model": ctx.model_input(model).identity, "dataset": artifact}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
