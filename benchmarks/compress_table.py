@@ -1,0 +1,181 @@
+"""Size and fidelity table of the embedded model across compression formats (the compress benchmark).
+
+Rows: HF fp32 / bf16, GPTQ and AWQ W4A16 (llm-compressor, through `compress.py stage=quantize`),
+GGUF F16 / Q8_0 / Q6_K / Q5_K_M / Q4_K_M, zstd-packed GGUFs, and a 50 %-pruned model's packed
+GGUFs (GGUF stores pruned zeros densely; packing is where sparsity shows on disk). For each: MB,
+ratio to bf16, KL vs the F16 GGUF on held-out text, top-1 agreement, perplexity, decode tok/s.
+The baseline of the same run is the F16 GGUF (KL 0 by definition) and the bf16 size.
+Anchor from llama.cpp: Llama-3-8B Q4_K_M is 29 % of F16 size at KLD 0.031.
+
+    .venv/bin/python benchmarks/compress_table.py --windows 8           # everything (~10 min alone)
+    .venv/bin/python benchmarks/compress_table.py --skip-llmcompressor  # GGUF + packs only
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "compress_table.json"
+TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M"]
+PROMPT = [{"role": "user", "content": "Explain in a few sentences why the sky is blue."}]
+
+
+def _mb(path: Path) -> float:
+    files = [path] if path.is_file() else list(path.glob("*.safetensors"))
+    return sum(f.stat().st_size for f in files) / 1e6
+
+
+def _decode_tok_s(scorer, tokens: int = 64) -> float:
+    """Greedy chat reply speed (prefill of a short prompt included), in generated tokens per second."""
+    started = time.time()
+    text = scorer.reply(PROMPT, tokens)
+    elapsed = time.time() - started
+    if hasattr(scorer, "llm"):
+        produced = len(scorer.llm.tokenize(text.encode(), add_bos=False))
+    else:
+        produced = len(scorer.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return round(max(produced, 1) / elapsed, 1)
+
+
+class _CachedLogits:
+    """The F16 reference scored once per window, reused by every row (the windows are few)."""
+
+    device = "cpu"
+
+    def __init__(self, scorer):
+        self.scorer, self.cache = scorer, {}
+
+    def __call__(self, input_ids):
+        key = tuple(input_ids.flatten().tolist())
+        if key not in self.cache:
+            self.cache[key] = self.scorer(input_ids=input_ids)
+        return self.cache[key]
+
+
+def _quantized_model(method: str, outputs: Path) -> Path:
+    env = {**os.environ, "COGUMI_OUTPUTS": str(outputs)}
+    cmd = [sys.executable, str(ROOT / "compress.py"), "stage=quantize", f"stage.run.method={method}",
+           "stage.run.calibration_samples=16", "stage.run.fidelity_windows=0", "logger=none"]
+    started = time.time()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+    print(f"# {method}: {time.time() - started:.0f} s", file=sys.stderr)
+    return max((outputs / "artifacts" / "quantize").glob("*/model"), key=lambda p: p.stat().st_mtime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--windows", type=int, default=8, help="256-token held-out windows for KL/ppl")
+    parser.add_argument("--level", type=int, default=19, help="zstd level of the packs")
+    parser.add_argument("--skip-llmcompressor", action="store_true", help="no GPTQ / AWQ / pruning rows")
+    args = parser.parse_args()
+
+    from cogumi.assets import converter_dir, embedded_model_dir
+    from cogumi.compress.gguf_export import convert_hf_to_gguf, decompress_to_dense, quantize_gguf
+    from cogumi.compress.zstd_pack import pack_file
+    from cogumi.data.text import read_documents
+    from cogumi.evaluate.fidelity import GGUFCausalLM, HFCausalLM, divergence
+    from cogumi.evaluate.perplexity import mean_nll, scoring_windows
+    from cogumi.hardware import HardwareSpec
+    from cogumi.models import load_tokenizer
+
+    import math
+
+    import torch
+
+    hardware = HardwareSpec(name="cpu")
+    model_dir = embedded_model_dir()
+    tokenizer = load_tokenizer(model_dir)
+    heldout = ROOT / ".cache/cogumi/data/llamafactory/data/wiki_demo.txt"
+    windows = scoring_windows(tokenizer, read_documents(heldout), 256, args.windows)
+    work = Path(tempfile.mkdtemp(prefix="compress-bench-", dir=ROOT / "outputs"))
+    rows = []
+
+    f16 = convert_hf_to_gguf(model_dir, work / "F16.gguf", converter_dir())
+    reference = GGUFCausalLM(f16, n_ctx=512)
+    cached_reference = _CachedLogits(reference)
+    bf16_dir = work / "bf16"
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).save_pretrained(bf16_dir)
+    tokenizer.save_pretrained(bf16_dir)
+    bf16_mb = _mb(bf16_dir)
+
+    def score(name: str, scorer, size_mb: float, note: str = "") -> None:
+        nll, _ = mean_nll(scorer, windows, 1, desc=name)
+        div = divergence(scorer, cached_reference, windows, 1)
+        rows.append({"format": name, "mb": round(size_mb, 1), "ratio_to_bf16": round(size_mb / bf16_mb, 3),
+                     "kl_vs_f16": round(div["kl_mean"], 5), "top1_vs_f16": round(div["top1_agreement"], 4),
+                     "ppl": round(math.exp(nll), 3), "decode_tok_s": _decode_tok_s(scorer), "note": note})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps({"partial": True, "rows": rows}, indent=2))  # survives an interrupted run
+
+    hf = HFCausalLM(model_dir, hardware)
+    score("HF fp32", hf, _mb(model_dir), "transformers")
+    hf.close()
+    bf16 = HFCausalLM(bf16_dir, HardwareSpec(name="cpu", dtype="bfloat16"))
+    score("HF bf16", bf16, bf16_mb, "transformers")
+    bf16.close()
+    if not args.skip_llmcompressor:
+        for method in ("gptq", "awq"):
+            compressed = _quantized_model(method, work / f"{method}-outputs")
+            dense = decompress_to_dense(compressed, work / f"{method}-dense")
+            model = HFCausalLM(dense, hardware)
+            score(f"{method.upper()} W4A16 g64", model, _mb(compressed), "compressed-tensors on disk; scored dense")
+            model.close()
+    score("GGUF F16", reference, _mb(f16), "llama.cpp baseline")
+    ggufs = {"F16": f16}
+    for quant_type in TYPES:
+        ggufs[quant_type] = work / f"{quant_type}.gguf"
+        notes = quantize_gguf(f16, ggufs[quant_type], quant_type)
+        model = GGUFCausalLM(ggufs[quant_type], n_ctx=512)
+        score(f"GGUF {quant_type}", model, _mb(ggufs[quant_type]), notes.get("fallback") or "")
+        model.close()
+    for quant_type in ("F16", "Q4_K_M"):
+        record = pack_file(ggufs[quant_type], work / f"{quant_type}.gguf.zst", args.level, 4 << 20, 110 * 1024, 64,
+                           32 * 1024)
+        rows.append({"format": f"GGUF {quant_type} + zstd-{args.level}", "mb": round(record.packed_size / 1e6, 1),
+                     "ratio_to_bf16": round(record.packed_size / 1e6 / bf16_mb, 3),
+                     "note": f"pack ratio {record.ratio:.3f}; same weights as GGUF {quant_type}"})
+    if not args.skip_llmcompressor:
+        rows.extend(_pruned_packs(work, args.level, bf16_mb))
+    reference.close()
+    result = {"windows": args.windows, "tokens_per_window": 256, "bf16_mb": round(bf16_mb, 1), "rows": rows,
+              "anchor": "llama.cpp Llama-3-8B Q4_K_M: 29 % of F16 size at KLD 0.031"}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+def _pruned_packs(work: Path, level: int, bf16_mb: float) -> list[dict]:
+    """50 % Wanda-pruned model: GGUF sizes are unchanged, packed sizes are where the zeros show."""
+    from cogumi.assets import converter_dir
+    from cogumi.compress.gguf_export import convert_hf_to_gguf, quantize_gguf
+    from cogumi.compress.zstd_pack import pack_file
+
+    outputs = work / "prune-outputs"
+    env = {**os.environ, "COGUMI_OUTPUTS": str(outputs)}
+    subprocess.run([sys.executable, str(ROOT / "compress.py"), "stage=prune", "sparsity=0.5",
+                    "stage.run.calibration_samples=8", "stage.run.fidelity_windows=0", "logger=none"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    pruned = next((outputs / "artifacts" / "prune").glob("*/model"))
+    f16 = convert_hf_to_gguf(pruned, work / "pruned-F16.gguf", converter_dir())
+    q4 = work / "pruned-Q4_K_M.gguf"
+    quantize_gguf(f16, q4, "Q4_K_M")
+    rows = []
+    for name, path in (("F16", f16), ("Q4_K_M", q4)):
+        record = pack_file(path, work / f"pruned-{name}.gguf.zst", level, 4 << 20, 110 * 1024, 64, 32 * 1024)
+        rows.append({"format": f"pruned 50 % GGUF {name} + zstd-{level}", "mb": round(record.packed_size / 1e6, 1),
+                     "ratio_to_bf16": round(record.packed_size / 1e6 / bf16_mb, 3),
+                     "note": f"GGUF {record.source_size / 1e6:.1f} MB dense; pack ratio {record.ratio:.3f}"})
+    return rows
+
+
+if __name__ == "__main__":
+    main()
