@@ -96,7 +96,9 @@ class LlamaRuntime:
 
         self.path = Path(gguf_path)
         self.name = name
-        self.llm = Llama(str(self.path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+        # Prompt and decode on the same thread count (llama.cpp defaults the batch threads to all cores).
+        self.llm = Llama(str(self.path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, seed=seed,
+                         verbose=False)
         self.n_ctx = n_ctx
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
