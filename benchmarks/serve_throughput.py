@@ -33,31 +33,34 @@ def _rates(started: float, first: float | None, ended: float, tokens: int) -> di
             "decode_tps": (tokens - 1) / (ended - first) if tokens > 1 and ended > first else None}
 
 
+def _count(llm, text: str) -> int:
+    """Both sides count tokens the same way: the generated text, tokenized (SSE events may hold several)."""
+    return len(llm.tokenize(text.encode(), add_bos=False, special=True)) if text else 0
+
+
 def raw_request(llm, formatter, eos, prompt: str, max_tokens: int) -> dict:
     text_prompt = formatter(messages=[{"role": "user", "content": prompt}]).prompt
-    started, first, tokens = time.perf_counter(), None, 0
+    started, first, pieces = time.perf_counter(), None, []
     for chunk in llm.create_completion(text_prompt, max_tokens=max_tokens, temperature=0, stop=[eos], stream=True):
         if chunk["choices"][0]["text"]:
             first = first or time.perf_counter()
-            tokens += 1
+            pieces.append(chunk["choices"][0]["text"])
     ended = time.perf_counter()
-    # the same count the API reports: tokens of the text
-    return _rates(started, first, ended, tokens)
+    return _rates(started, first, ended, _count(llm, "".join(pieces)))
 
 
-def api_request(client, prompt: str, max_tokens: int) -> dict:
-    started, first, usage = time.perf_counter(), None, None
+def api_request(llm, client, prompt: str, max_tokens: int) -> dict:
+    started, first = time.perf_counter(), None
     stream = client.chat.completions.create(model="base", messages=[{"role": "user", "content": prompt}],
                                             max_tokens=max_tokens, temperature=0, stream=True,
                                             stream_options={"include_usage": True})
-    pieces = 0
+    pieces = []
     for chunk in stream:
-        usage = chunk.usage or usage
         if chunk.choices and chunk.choices[0].delta.content:
             first = first or time.perf_counter()
-            pieces += 1
+            pieces.append(chunk.choices[0].delta.content)
     ended = time.perf_counter()
-    return _rates(started, first, ended, pieces)
+    return _rates(started, first, ended, _count(llm, "".join(pieces)))
 
 
 def summarise(samples: list[dict]) -> dict:
@@ -89,12 +92,12 @@ def main() -> None:
     with running_server("stage.run.chat_page=false", "stage.run.request_log=null", f"hardware.threads={threads}",
                         env={"COGUMI_API_KEYS": ""}) as (base, _):
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0)
-        api_request(client, "warm up", 4)
+        api_request(llm, client, "warm up", 4)
         raw_request(llm, formatter, eos, "warm up", 4)
         for _ in range(args.rounds):
             for prompt in PROMPTS:
                 raw.append(raw_request(llm, formatter, eos, prompt, args.max_tokens))
-                api.append(api_request(client, prompt, args.max_tokens))
+                api.append(api_request(llm, client, prompt, args.max_tokens))
     result = {"benchmark": "serve_throughput", "model": str(gguf), "threads": threads,
               "max_tokens": args.max_tokens, "raw_llama_cpp": summarise(raw), "api_streaming": summarise(api)}
     result["api_vs_raw_decode"] = round(result["api_streaming"]["decode_tps_median"]

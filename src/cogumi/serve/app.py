@@ -36,19 +36,35 @@ def build_app(runtime: Runtime, gate: Gate, request_log: RequestLog, info: dict 
     async def api_error(request: Request, err: ApiError):
         return JSONResponse(err.body, status_code=err.status, headers=err.headers)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        # Non-streaming requests are measured here; streams record themselves when they finish.
-        started = time.perf_counter()
-        response = await call_next(request)
-        if not getattr(request.state, "streaming", False) and request.url.path.startswith("/v1/"):
-            record = getattr(request.state, "record", None)
-            metrics.observe(request.url.path, response.status_code, time.perf_counter() - started, record)
-            request_log.write({"endpoint": request.url.path, "status": response.status_code,
-                               "key": getattr(request.state, "key", None),
-                               "latency_ms": round((time.perf_counter() - started) * 1000, 1), **(record or {})},
-                              getattr(request.state, "prompt", None), getattr(request.state, "reply", None))
-        return response
+    class Observe:
+        """Measures non-streaming /v1 requests (streams record themselves when they finish). A plain ASGI
+        wrapper: Starlette's BaseHTTPMiddleware would pipe every streamed chunk through an extra task."""
+
+        def __init__(self, app):
+            self.inner = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+                return await self.inner(scope, receive, send)
+            started, status = time.perf_counter(), [500]
+
+            async def capture(message):
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await self.inner(scope, receive, capture)
+            finally:
+                state = scope.get("state", {})
+                if not state.get("streaming"):
+                    record = state.get("record")
+                    metrics.observe(scope["path"], status[0], time.perf_counter() - started, record)
+                    request_log.write({"endpoint": scope["path"], "status": status[0], "key": state.get("key"),
+                                       "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                                       **(record or {})}, state.get("prompt"), state.get("reply"))
+
+    app.add_middleware(Observe)
 
     @app.get("/health")
     async def health():
@@ -133,8 +149,17 @@ def build_app(runtime: Runtime, gate: Gate, request_log: RequestLog, info: dict 
                     cancelled=cancelled.is_set, queued_at=queued_at))
                 # (f.exception() marks a cancelled generation's error as seen: no "never retrieved" noise)
                 future.add_done_callback(lambda f: (queue.put_nowait(_DONE), f.cancelled() or f.exception()))
-                while (item := await queue.get()) is not _DONE:
-                    yield _sse(chunk(item))
+                finished = False
+                while not finished:
+                    # Pieces that arrived while the last one was being sent go out as one event: when the
+                    # client or the loop lags, per-event overhead must not slow the model down.
+                    pieces = [await queue.get()]
+                    while not queue.empty():
+                        pieces.append(queue.get_nowait())
+                    if pieces[-1] is _DONE:
+                        finished, pieces = True, pieces[:-1]
+                    if pieces:
+                        yield _sse(chunk("".join(pieces)))
                 try:
                     done = future.result()
                 except (PromptTooLongError, GenerationCancelled) as err:
