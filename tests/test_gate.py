@@ -89,3 +89,22 @@ def test_the_embedded_gate_reuses_the_pipelines_suite_runs():
     built = stage_config(model="latest:sft", kind="hf", tasks=list(gates.tasks), limit=gates.limit,
                          limits=dict(gates.limits), part=gates.part, max_gen_toks=gates.max_gen_toks)
     assert built == from_cli
+
+
+def test_the_pipeline_suite_steps_use_the_embedded_gates_knobs():
+    """If a step and gates=embedded drift apart, the gate silently evaluates everything again."""
+    import shlex
+
+    import yaml
+
+    from cogumi.entry import compose_entry
+    from cogumi.paths import PROJECT_ROOT
+
+    gates = compose_entry("evaluate", ["gates=embedded"]).gates
+    steps = yaml.safe_load((PROJECT_ROOT / "experiments" / "embedded.yaml").read_text())["pipeline"]["steps"]
+    suites = [shlex.split(s)[1:] for s in steps if s.startswith("evaluate stage=suite")]
+    assert suites
+    for args in suites:
+        run = compose_entry("evaluate", ["experiments=embedded", *args]).stage.run
+        assert (run.limit, dict(run.limits), run.max_gen_toks, list(run.tasks), run.part) == (
+            gates.limit, dict(gates.limits), gates.max_gen_toks, list(gates.tasks), gates.part)
