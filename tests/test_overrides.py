@@ -33,7 +33,8 @@ def test_stage_from_the_wrong_entry_point():
     assert "evaluate.py" in line
 
 
-@pytest.mark.parametrize("entry", ["train", "compress", "serve"])
+# serve.py is not here: its default stage is `serve` (issue 7), so without overrides it starts serving.
+@pytest.mark.parametrize("entry", ["train", "compress"])
 def test_entry_without_a_stage_says_so(entry):
     line = _one_line_error(run_entry(entry))
     assert "stage" in line

@@ -73,3 +73,11 @@ def test_serve_config_mistakes_exit_2_before_loading(override, message, outputs,
     assert message in result.stderr + result.stdout
     assert "runtime:" not in result.stderr  # the model was never loaded
     assert time.time() - started < 120
+
+
+def test_plain_serve_py_serves_the_model_groups_gguf():
+    from cogumi.entry import compose_entry
+
+    cfg = compose_entry("serve", [])
+    assert cfg.stage.name == "serve" and cfg.stage.run.model == "base" and cfg.stage.run.host == "127.0.0.1"
+    assert compose_entry("serve", ["stage=modelfile"]).stage.run._target_ == "cogumi.serve.modelfile.run"
