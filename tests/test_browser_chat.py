@@ -5,6 +5,7 @@ Set COGUMI_SCREENSHOT=<file.png> to keep the screenshot (otherwise it lands in p
 """
 
 import os
+import re
 import shutil
 import time
 
@@ -55,6 +56,9 @@ def test_chat_page_streams_an_answer_and_shows_routing(browser, tmp_path):
         box = WebDriverWait(browser, 60).until(
             ec.element_to_be_clickable((By.CSS_SELECTOR, "#cogumi-input textarea")))
         assert "/chat" in browser.current_url
+        limit = browser.find_element(By.CSS_SELECTOR, "#cogumi-max-tokens input[type=number]")
+        limit.send_keys(Keys.CONTROL, "a")
+        limit.send_keys("32", Keys.TAB)  # short answers keep the test quick on a busy CPU
         box.send_keys("Write a short poem about the sea.")
         box.send_keys(Keys.ENTER)
 
@@ -75,6 +79,8 @@ def test_chat_page_streams_an_answer_and_shows_routing(browser, tmp_path):
         assert answer and "Write a short poem" not in answer, routing
         assert len(lengths) >= 2, f"answer did not stream: lengths seen {sorted(lengths)}"
         assert "base" in routing and "smollm2-135m" in routing
+        tokens = re.search(r'"tokens"\s*:\s*(\d+)', routing)
+        assert tokens and 0 < int(tokens.group(1)) <= 32, routing  # the page's max tokens reached the API
 
         # Second turn keeps the history: two bot messages.
         box.send_keys("Now in one line.")

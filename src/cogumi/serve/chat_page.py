@@ -69,7 +69,7 @@ def build_chat_page(api_base: str, models: list[str], export_dir: Path):
             with gr.Column(scale=2):
                 model = gr.Dropdown([AUTO, *models], value=AUTO, label="model / adapter override")
                 temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="temperature")
-                max_tokens = gr.Slider(8, 512, value=128, step=8, label="max tokens")
+                max_tokens = gr.Slider(8, 512, value=128, step=8, label="max tokens", elem_id="cogumi-max-tokens")
                 api_key = gr.Textbox(label="API key (if the server requires one)", type="password")
                 routing = gr.JSON(label="routing (who answered, how sure, timings)", elem_id="cogumi-routing")
         inputs = [question, chatbot, model, temperature, max_tokens, api_key]
