@@ -72,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=200, help="per client")
-    parser.add_argument("--max-tokens", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=1)
     parser.add_argument("--overload", action="store_true", help="also run a phase with queue_size=4")
     args = parser.parse_args()
 

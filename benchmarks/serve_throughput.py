@@ -6,7 +6,7 @@ side is measured as a client sees it (openai client, streaming, loopback); decod
 after the first / time after the first. Goal from the issue: API decode >= 90 % of raw.
 Prints JSON and writes benchmarks/results/serve_throughput.json.
 
-    .venv/bin/python benchmarks/serve_throughput.py [--rounds 6] [--max-tokens 64] [--threads 1 --out x.json]
+    .venv/bin/python benchmarks/serve_throughput.py [--rounds 3] [--max-tokens 64] [--threads 1 --out x.json]
 """
 
 import argparse
@@ -72,7 +72,7 @@ def summarise(samples: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6, help="passes over the prompts")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the prompts")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="llama.cpp threads, both sides")
     parser.add_argument("--out", default=str(RESULTS))
