@@ -50,3 +50,11 @@ def test_chat_api_cannot_run_loglikelihood_tasks():
         check_tasks(["cogumi_mmlu"], "api")
     with pytest.raises(ConfigError, match="unknown task"):
         check_tasks(["mmlu"], "hf")
+
+
+def test_registering_the_gguf_model_keeps_lm_evals_own_models():
+    import cogumi.evaluate.llama_lm  # noqa: F401
+    from lm_eval.api.registry import get_model
+
+    assert get_model("cogumi-gguf").__name__ == "LlamaCppLM"
+    assert get_model("hf") is not None and get_model("local-chat-completions") is not None

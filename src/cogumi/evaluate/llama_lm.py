@@ -8,6 +8,7 @@ context/continuation split as lm-eval's `hf` model, so both back ends score iden
 
 import logging
 
+import lm_eval.models  # noqa: F401  (fills lm-eval's lazy registry first: a non-empty one hides `hf`)
 import numpy as np
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
