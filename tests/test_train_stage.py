@@ -62,12 +62,8 @@ def test_sft_trains_and_a_killed_run_resumes_to_the_same_result(tiny_setup, outp
     assert 0 < clean_metrics["trainable_params"] < clean_metrics["total_params"]
     for produced in ("model/config.json", "model/model.safetensors", "adapter/adapter_config.json", "loss.png"):
         assert (artifact.path / produced).is_file(), produced
-    again = subprocess.run([*command, "logger=wandb"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                           timeout=600, env=env)
-    assert again.returncode == 0 and "up to date" in again.stdout + again.stderr
-    assert len(fresh_store.artifacts("sft")) == 1
 
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                text=True)
     checkpoints = outputs / "checkpoints" / "sft"
     deadline = time.time() + 300
