@@ -110,7 +110,8 @@ def run(ctx: StageContext, model: str, kind: str, categories: dict, val_fraction
         records += kept
         log.info("%s: kept %d of %d (%s)", category, len(kept), report[category]["items"], report[category]["reasons"])
     random.Random(seed).shuffle(records)
-    n_val = int(round(len(records) * val_fraction)) if len(records) > 1 else 0
+    # At least one validation record whenever there are two: the distill stage validates on it.
+    n_val = max(1, int(round(len(records) * val_fraction))) if len(records) > 1 and val_fraction > 0 else 0
     with ctx.create_artifact(inputs) as out:
         for split, rows in (("train", records[n_val:]), ("val", records[:n_val])):
             (out.dir / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
