@@ -77,7 +77,8 @@ class PackedDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is not None and trainer.global_step > 0:
             # Resuming: the batches of the steps already taken are consumed (same order as before).
-            consumed = trainer.global_step * trainer.accumulate_grad_batches * self.batch_size
+            # Under DDP Lightning splits this one stream across ranks, so every rank's rows count.
+            consumed = trainer.global_step * trainer.accumulate_grad_batches * self.batch_size * trainer.world_size
             self.sampler.skip = consumed
             log.info("resuming the data stream after %d rows (step %d)", consumed, trainer.global_step)
         return torch.utils.data.DataLoader(self.train_rows, batch_size=self.batch_size, sampler=self.sampler,

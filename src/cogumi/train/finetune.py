@@ -109,8 +109,9 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
 
     from cogumi.train.datamodule import PackedDataModule
 
+    world_size = hardware.devices * hardware.num_nodes  # data-parallel ranks share the one row stream
     data = PackedDataModule(train_rows, val_rows, tokenizer.pad_token_id, hardware.batch_size,
-                            hardware.eval_batch_size, max_steps * hardware.grad_accum, settings.seed)
+                            hardware.eval_batch_size, max_steps * hardware.grad_accum * world_size, settings.seed)
     loop = LoopSettings(max_steps, settings.val_every, settings.save_every, settings.patience, settings.grad_clip,
                         settings.progress_bar)
     trainer = build_trainer(hardware, loop, checkpoint_dir, lightning_logger(ctx.tracker, ctx.outputs_root))
