@@ -84,3 +84,13 @@ def test_pipeline_dry_run_lists_the_preset_steps():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "evaluate.py experiments=embedded stage=perplexity" in result.stderr
+
+
+def test_gate_steps_are_verdicts_other_steps_must_succeed():
+    from cogumi.pipeline import pipeline_steps
+
+    steps = pipeline_steps("embedded", [])
+    gates = [s for s in steps if s.gate]
+    assert gates and all("stage=gate" in s.shown for s in gates)
+    assert all(not s.gate for s in steps if "stage=gate" not in s.shown)
+    assert all(s.command[2] == "experiments=embedded" for s in steps)

@@ -102,7 +102,7 @@ def test_the_pipeline_suite_steps_use_the_embedded_gates_knobs():
 
     gates = compose_entry("evaluate", ["gates=embedded"]).gates
     steps = yaml.safe_load((PROJECT_ROOT / "experiments" / "embedded.yaml").read_text())["pipeline"]["steps"]
-    suites = [shlex.split(s)[1:] for s in steps if s.startswith("evaluate stage=suite")]
+    suites = [shlex.split(s)[1:] for s in steps if isinstance(s, str) and s.startswith("evaluate stage=suite")]
     assert suites
     for args in suites:
         run = compose_entry("evaluate", ["experiments=embedded", *args]).stage.run

@@ -10,6 +10,8 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from cogumi.artifacts import ArtifactStore
 from cogumi.entry import compose_entry
@@ -25,35 +27,53 @@ class PipelineError(CogumiError):
     pass
 
 
-def pipeline_commands(experiment: str, overrides: list[str]) -> list[list[str]]:
+@dataclass(frozen=True)
+class PipelineStep:
+    command: list[str]
+    # A gate's exit code 1 is a verdict ("not promoted; the previous promotion stays live"), not a
+    # broken pipeline: the steps after it still run and measure.
+    gate: bool = False
+
+    @property
+    def shown(self) -> str:
+        return " ".join(shlex.quote(c) for c in [Path(self.command[1]).name, *self.command[2:]])
+
+
+def pipeline_steps(experiment: str, overrides: list[str]) -> list[PipelineStep]:
+    """Steps are `"<entry> <overrides>"` strings, or `{run: "<entry> <overrides>", gate: true}`."""
     cfg = compose_entry("evaluate", [f"experiments={experiment}", *overrides])
     steps = (cfg.get("pipeline") or {}).get("steps")
     if not steps:
         raise ConfigError(f"experiments/{experiment}.yaml defines no pipeline.steps")
-    commands = []
+    parsed = []
     for step in steps:
-        entry, *args = shlex.split(step)
+        line, gate = (step, False) if isinstance(step, str) else (step.get("run", ""), bool(step.get("gate")))
+        entry, *args = shlex.split(line) or [""]
         if entry not in ENTRIES:
-            raise ConfigError(f"experiments/{experiment}.yaml: step '{step}' must start with one of {ENTRIES}")
-        commands.append([sys.executable, str(PROJECT_ROOT / f"{entry}.py"), f"experiments={experiment}",
-                         *args, *overrides])
-    return commands
+            raise ConfigError(f"experiments/{experiment}.yaml: step '{line}' must start with one of {ENTRIES}")
+        command = [sys.executable, str(PROJECT_ROOT / f"{entry}.py"), f"experiments={experiment}", *args, *overrides]
+        parsed.append(PipelineStep(command, gate))
+    return parsed
 
 
 def run_pipeline(experiment: str, overrides: list[str], dry_run: bool = False) -> None:
-    commands = pipeline_commands(experiment, overrides)
+    steps = pipeline_steps(experiment, overrides)
     started = time.time()
-    for number, command in enumerate(commands, 1):
-        shown = " ".join(shlex.quote(c) for c in [PROJECT_ROOT.joinpath(command[1]).name, *command[2:]])
-        log.info("[%d/%d] python %s", number, len(commands), shown)
+    failed_gates = []
+    for number, step in enumerate(steps, 1):
+        log.info("[%d/%d] python %s", number, len(steps), step.shown)
         if dry_run:
             continue
-        code = subprocess.run(command, cwd=PROJECT_ROOT).returncode
-        if code != 0:
-            raise PipelineError(f"step {number}/{len(commands)} `python {shown}` failed with exit code {code}; "
+        code = subprocess.run(step.command, cwd=PROJECT_ROOT).returncode
+        if step.gate and code == 1:
+            log.warning("gate failed: `%s` — nothing promoted, the previous promotion stays live", step.shown)
+            failed_gates.append(step.shown)
+        elif code != 0:
+            raise PipelineError(f"step {number}/{len(steps)} `python {step.shown}` failed with exit code {code}; "
                                 "rerun the pipeline to resume from that step")
     if not dry_run:
-        log.info("pipeline '%s' finished in %.0f s", experiment, time.time() - started)
+        log.info("pipeline '%s' finished in %.0f s; gates failed: %s", experiment, time.time() - started,
+                 failed_gates or "none")
         cfg = compose_entry("evaluate", [f"experiments={experiment}", *overrides])
         from cogumi.artifact_cli import list_artifacts
 
