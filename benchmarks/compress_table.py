@@ -58,10 +58,16 @@ class _CachedLogits:
         return self.cache[key]
 
 
-def _quantized_model(method: str, outputs: Path) -> Path:
+def _save(rows: list[dict]) -> None:
+    """Partial results after every row: an interrupted run keeps what it measured."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"partial": True, "rows": rows}, indent=2))
+
+
+def _quantized_model(method: str, outputs: Path, samples: int) -> Path:
     env = {**os.environ, "COGUMI_OUTPUTS": str(outputs)}
     cmd = [sys.executable, str(ROOT / "compress.py"), "stage=quantize", f"stage.run.method={method}",
-           "stage.run.calibration_samples=16", "stage.run.fidelity_windows=0", "logger=none"]
+           f"stage.run.calibration_samples={samples}", "stage.run.fidelity_windows=0", "logger=none"]
     started = time.time()
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
     print(f"# {method}: {time.time() - started:.0f} s", file=sys.stderr)
@@ -72,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--windows", type=int, default=8, help="256-token held-out windows for KL/ppl")
     parser.add_argument("--level", type=int, default=19, help="zstd level of the packs")
+    parser.add_argument("--calibration-samples", type=int, default=16, help="GPTQ / AWQ calibration samples")
     parser.add_argument("--skip-llmcompressor", action="store_true", help="no GPTQ / AWQ / pruning rows")
     args = parser.parse_args()
 
@@ -113,22 +120,9 @@ def main() -> None:
                      "kl_vs_f16": round(div["kl_mean"], 5), "top1_vs_f16": round(div["top1_agreement"], 4),
                      "ppl": round(math.exp(nll), 3), "decode_tok_s": _decode_tok_s(scorer), "note": note})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps({"partial": True, "rows": rows}, indent=2))  # survives an interrupted run
+        _save(rows)
 
-    hf = HFCausalLM(model_dir, hardware)
-    score("HF fp32", hf, _mb(model_dir), "transformers")
-    hf.close()
-    bf16 = HFCausalLM(bf16_dir, HardwareSpec(name="cpu", dtype="bfloat16"))
-    score("HF bf16", bf16, bf16_mb, "transformers")
-    bf16.close()
-    if not args.skip_llmcompressor:
-        for method in ("gptq", "awq"):
-            compressed = _quantized_model(method, work / f"{method}-outputs")
-            dense = decompress_to_dense(compressed, work / f"{method}-dense")
-            model = HFCausalLM(dense, hardware)
-            score(f"{method.upper()} W4A16 g64", model, _mb(compressed), "compressed-tensors on disk; scored dense")
-            model.close()
+    # Fast llama.cpp rows first, so an interrupted run still has them (partial JSON after every row).
     score("GGUF F16", reference, _mb(f16), "llama.cpp baseline")
     ggufs = {"F16": f16}
     for quant_type in TYPES:
@@ -143,8 +137,22 @@ def main() -> None:
         rows.append({"format": f"GGUF {quant_type} + zstd-{args.level}", "mb": round(record.packed_size / 1e6, 1),
                      "ratio_to_bf16": round(record.packed_size / 1e6 / bf16_mb, 3),
                      "note": f"pack ratio {record.ratio:.3f}; same weights as GGUF {quant_type}"})
+        _save(rows)
+    hf = HFCausalLM(model_dir, hardware)
+    score("HF fp32", hf, _mb(model_dir), "transformers")
+    hf.close()
+    bf16 = HFCausalLM(bf16_dir, HardwareSpec(name="cpu", dtype="bfloat16"))
+    score("HF bf16", bf16, bf16_mb, "transformers")
+    bf16.close()
     if not args.skip_llmcompressor:
         rows.extend(_pruned_packs(work, args.level, bf16_mb))
+        _save(rows)
+        for method in ("gptq", "awq"):
+            compressed = _quantized_model(method, work / f"{method}-outputs", args.calibration_samples)
+            dense = decompress_to_dense(compressed, work / f"{method}-dense")
+            model = HFCausalLM(dense, hardware)
+            score(f"{method.upper()} W4A16 g64", model, _mb(compressed), "compressed-tensors on disk; scored dense")
+            model.close()
     reference.close()
     result = {"windows": args.windows, "tokens_per_window": 256, "bf16_mb": round(bf16_mb, 1), "rows": rows,
               "anchor": "llama.cpp Llama-3-8B Q4_K_M: 29 % of F16 size at KLD 0.031"}
