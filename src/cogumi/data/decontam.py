@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cogumi.errors import AssetMissingError, ConfigError
+from cogumi.data.sources import named_specs
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +127,4 @@ class ContaminationIndex:
 
 
 def eval_sets(sets: dict) -> list[EvalSet]:
-    specs = []
-    for name, entry in (sets or {}).items():
-        if entry is None:
-            continue
-        try:
-            specs.append(EvalSet(name=name, **entry))
-        except TypeError as err:
-            raise ConfigError(f"stage.run.decontaminate.sets.{name}: {err}") from err
-    return specs
+    return named_specs(EvalSet, sets, "stage.run.decontaminate.sets")

@@ -61,16 +61,25 @@ class RawRow:
     raw: str = ""  # the offending text, for the quarantine file
 
 
-def source_specs(sources: dict) -> list[SourceSpec]:
-    """`data.sources` (name -> mapping) as specs; a source set to null is switched off."""
+def named_specs(spec_type, entries: dict | None, where: str) -> list:
+    """A config mapping `name -> fields` as `spec_type(name=..., **fields)`; an entry set to null is off.
+
+    A field the spec does not know is a ConfigError naming `<where>.<name>`.
+    """
     specs = []
-    for name, entry in (sources or {}).items():
+    for name, entry in (entries or {}).items():
         if entry is None:
             continue
         try:
-            specs.append(SourceSpec(name=name, **entry))
+            specs.append(spec_type(name=name, **entry))
         except TypeError as err:
-            raise ConfigError(f"data.sources.{name}: {err}") from err
+            raise ConfigError(f"{where}.{name}: {err}") from err
+    return specs
+
+
+def source_specs(sources: dict) -> list[SourceSpec]:
+    """`data.sources` (name -> mapping) as specs; a source set to null is switched off."""
+    specs = named_specs(SourceSpec, sources, "data.sources")
     if not specs:
         raise ConfigError("data.sources is empty: the curate stage needs at least one source")
     return specs
