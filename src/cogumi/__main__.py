@@ -1,4 +1,4 @@
-"""`python -m cogumi <command>`: setup, pipeline, artifacts list|show|diff."""
+"""`python -m cogumi <command>`: setup, pipeline, artifacts list|show|diff, route."""
 
 import argparse
 import logging
@@ -49,6 +49,13 @@ def _publish(args) -> None:
     publish(args.ref, args.repo, private=args.private, token=args.token, revision=args.revision)
 
 
+def _route(args) -> None:
+    from cogumi.router.cli import print_decision, route_command
+
+    print_decision(route_command(args.text, args.router, args.mode, args.confidence, args.modifier, args.teacher,
+                                 args.escalation, args.threshold))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cogumi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--revision", default=None, help="branch to upload to")
     publish.add_argument("--token", default=None, help="HF token (default: $HF_TOKEN or the saved login)")
     publish.set_defaults(func=_publish)
+    route = commands.add_parser("route", help="print the router's decision for a query as JSON")
+    route.add_argument("text", help="the user's query")
+    route.add_argument("--router", default="latest:router", help="router artifact ref or folder")
+    route.add_argument("--mode", default="balanced", choices=["speed", "balanced", "quality"])
+    route.add_argument("--confidence", type=float, help="the base's calibrated confidence in its answer, if answered")
+    route.add_argument("--threshold", type=float, help="override the router's threshold")
+    route.add_argument("--modifier", action="append", help="a domain with a promoted modifier (repeatable)")
+    route.add_argument("--teacher", action="store_true", help="a teacher endpoint is available")
+    route.add_argument("--escalation", help="also score the text with this escalation artifact (latest:escalation)")
+    route.set_defaults(func=_route)
     return parser
 
 

@@ -1,0 +1,94 @@
+"""Training and evaluation turns for the dissatisfaction detector, each with where it came from.
+
+Negatives: user turns of the shipped conversation sets (chit-chat, chatterbot, Alpaca...), split by
+text hash. Positives for training: complaints assembled from `dissatisfaction_patterns.yaml`, each
+recording the pattern entries it used. Evaluation: `escalation_eval.jsonl` (hand-written apart from
+the patterns, both classes) plus the held-out `test` split of the conversation turns (negatives).
+"""
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cogumi.data.normalise import MalformedRow, normalise
+from cogumi.data.sources import SourceSpec, check_available, named_specs, read_rows
+from cogumi.errors import ConfigError
+from cogumi.router.domain_data import normalised, split_of
+
+PATTERNS = Path(__file__).with_name("dissatisfaction_patterns.yaml")
+EVAL_TURNS = Path(__file__).with_name("escalation_eval.jsonl")
+
+
+@dataclass(frozen=True)
+class Turn:
+    text: str
+    label: int  # 1 = dissatisfied
+    split: str
+    source: dict = field(default_factory=dict)
+
+
+def pattern_positives(count: int, val_share: float, seed: int, path: Path = PATTERNS) -> list[Turn]:
+    """`count` distinct complaints; the last `val_share` of them are the validation split."""
+    patterns = yaml.safe_load(path.read_text())
+    rng = random.Random(seed)
+    seen, turns = set(), []
+    limit = len(patterns["openers"]) * len(patterns["complaints"]) * len(patterns["requests"])
+    while len(turns) < min(count, limit):
+        o, c, r = (rng.randrange(len(patterns[k])) for k in ("openers", "complaints", "requests"))
+        opener, complaint, request = patterns["openers"][o], patterns["complaints"][c], patterns["requests"][r]
+        text = f"{opener} {complaint}".strip()
+        text = text[0].upper() + text[1:] if rng.random() < 0.5 else text
+        if request:
+            text += rng.choice([". ", ", ", "! ", " - "]) + request
+        text += rng.choice(["", ".", "!", "?", "!!"])
+        if normalised(text) in seen:
+            continue
+        seen.add(normalised(text))
+        turns.append(Turn(text, 1, "", {"file": path.name, "opener": o, "complaint": c, "request": r}))
+    cut = int(len(turns) * (1 - val_share))
+    return [Turn(t.text, 1, "train" if i < cut else "val", t.source) for i, t in enumerate(turns)]
+
+
+def conversation_negatives(names: list[str], sources: dict, per_source: int, val_share: float,
+                           test_share: float, seed: int) -> list[Turn]:
+    """User turns of the named data.sources, at most `per_source` each, split by text hash."""
+    specs = {s.name: s for s in named_specs(SourceSpec, sources, "data.sources")}
+    rng = random.Random(seed)
+    turns, seen = [], set()
+    for name in names:
+        if name not in specs:
+            raise ConfigError(f"stage.run.negative_sources: '{name}' is not one of data.sources ({sorted(specs)})")
+        spec = specs[name]
+        check_available(spec)
+        found = []
+        for ordinal, raw in enumerate(read_rows(spec)):
+            if raw.row is None:
+                continue
+            try:
+                record = normalise(raw.row, spec, raw.file, raw.line, ordinal)
+            except MalformedRow:
+                continue
+            for m in record["messages"]:
+                key = normalised(m["content"])
+                if m["role"] == "user" and 2 <= len(m["content"]) <= 400 and key not in seen:
+                    seen.add(key)
+                    found.append(Turn(m["content"], 0, split_of(m["content"], val_share, test_share),
+                                      record["metadata"]["source"]))
+        rng.shuffle(found)
+        turns += found[:per_source]
+    return turns
+
+
+def evaluation_turns(path: Path = EVAL_TURNS) -> list[Turn]:
+    turns = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                turns.append(Turn(row["text"], int(row["dissatisfied"]), "eval", {"file": path.name, "line": number}))
+            except (json.JSONDecodeError, KeyError, ValueError) as err:
+                raise ConfigError(f"{path}:{number}: bad evaluation turn ({err})") from err
+    return turns

@@ -1,0 +1,152 @@
+"""`train.py stage=router`: the domain classifier and the base's confidence calibrator, as one artifact.
+
+1. Domain-labelled queries from the shipped sets (mining halves only), split by text hash; MiniLM
+   embeddings; a logistic-regression head and a 3-layer MLP head, the better on `val` kept; accuracy
+   per domain on `test` and on the hand-written queries, with Wilson intervals; confusion-matrix PNG.
+2. The base (a GGUF through llama.cpp) answers MC items of the `train` split (calibrator fit) and of
+   the `val` split (measurement); temperature / Platt / isotonic calibrators, the best by
+   cross-validated Brier kept; ECE, failure AUROC and Brier with bootstrap intervals; reliability PNG.
+`router.json` holds the domains, the head file, the calibrator, the threshold and the encoder identity.
+"""
+
+import json
+import logging
+import time
+
+import numpy as np
+
+from cogumi.artifacts import Artifact
+from cogumi.evaluate.clustering import embedder_dir
+from cogumi.evaluate.suite import resolve_target
+from cogumi.router import confidence, domain_data, mc_answers, plots
+from cogumi.router.embedding import Encoder
+from cogumi.router.heads import Head, train_logistic, train_mlp
+from cogumi.router.model import SPEC_FILE
+from cogumi.stage import StageContext
+from cogumi.stats import proportion
+
+log = logging.getLogger(__name__)
+
+
+def _accuracy(predicted, truth) -> dict:
+    hits = int(np.sum(np.asarray(predicted) == np.asarray(truth)))
+    return proportion(hits, len(truth)).to_dict()
+
+
+def fit_heads(x: dict, y: dict, n_classes: int, kinds: list[str], mlp: dict, seed: int) -> tuple[Head, dict]:
+    """Every head kind trained on `train`, scored on `val`; the best one (ties: the first kind)."""
+    trainers = {"logistic": lambda: train_logistic(x["train"], y["train"], n_classes, seed=seed),
+                "mlp": lambda: train_mlp(x["train"], y["train"], n_classes, seed=seed, **mlp)}
+    heads, comparison = {}, {}
+    for kind in kinds:
+        started = time.time()
+        heads[kind] = trainers[kind]()
+        comparison[kind] = {
+            "train_s": round(time.time() - started, 2),
+            "val": _accuracy(heads[kind].probabilities(x["val"]).argmax(1), y["val"]),
+            "test": _accuracy(heads[kind].probabilities(x["test"]).argmax(1), y["test"]),
+            "parameters": int(sum(w.size + b.size for w, b in heads[kind].layers))}
+    best = max(kinds, key=lambda k: (comparison[k]["val"]["value"], -kinds.index(k)))
+    return heads[best], comparison
+
+
+def domain_report(head: Head, x, y, domains: list[str], hand_x, hand_y) -> tuple[dict, np.ndarray]:
+    from sklearn.metrics import confusion_matrix
+
+    predicted = head.probabilities(x).argmax(1)
+    per_domain = {d: _accuracy(predicted[y == i], y[y == i]) for i, d in enumerate(domains) if (y == i).any()}
+    report = {"test": _accuracy(predicted, y), "per_domain": per_domain,
+              "handwritten": _accuracy(head.probabilities(hand_x).argmax(1), hand_y) if len(hand_y) else None}
+    return report, confusion_matrix(y, predicted, labels=list(range(len(domains))))
+
+
+def calibrate_confidence(ctx, model: str, gguf_type, settings: dict, val_share, test_share, seed, out_dir) -> dict:
+    target, _ = resolve_target(ctx, "gguf", model, gguf_type)
+    scorer = mc_answers.MCScorer(target.location, threads=ctx.hardware.threads, seed=seed)
+    sets = list(settings["sets"])
+    fit_items = mc_answers.mc_items(sets, "train", settings["fit_items"], val_share, test_share)
+    eval_items = mc_answers.mc_items(sets, "val", settings["eval_items"], val_share, test_share)
+    fit = mc_answers.answer_all(scorer, fit_items, "base answers (calibrator fit)")
+    held = mc_answers.answer_all(scorer, eval_items, "base answers (calibration check)")
+    kinds = list(settings.get("kinds", confidence.KINDS))
+    chosen, briers = confidence.choose(fit, kinds, seed)
+    correct = np.array([a["correct"] for a in held], dtype=float)
+    curves = {"uncalibrated (option share)": np.array([confidence.answer_features(a["token_logprobs"],
+                                                                                a["top_logprobs"])[4] for a in held])}
+    curves |= {kind: confidence.predict(confidence.fit(kind, fit, seed), held) for kind in kinds}
+    quality = {label: confidence.quality(conf, correct, seed) for label, conf in curves.items()}
+    plots.reliability_png(out_dir / "reliability.png", curves, correct,
+                          f"Base confidence on {len(held)} held-out MC items")
+    with (out_dir / "calibration_answers.jsonl").open("w") as fh:
+        for a, p in zip(held, curves[chosen.kind]):
+            fh.write(json.dumps({k: a[k] for k in ("id", "set", "gold", "chosen", "correct")} | {"p_correct": p}) + "\n")
+    return {"model": target.location, "fit_items": len(fit), "eval_items": len(held),
+            "base_accuracy": proportion(int(correct.sum()), len(correct)).to_dict(),
+            "cv_brier": briers, "chosen": chosen.kind, "quality": quality, "calibrator": chosen.to_dict(),
+            "sets": [domain_data.offline_data.source_record(s, "mine") for s in sets]}
+
+
+def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_share: float, test_share: float,
+        heads: list[str], mlp: dict, threshold: float, min_domain_probability: float, model: str,
+        gguf_type: str | None, calibration: dict, seed: int = 1234) -> Artifact:
+    domains = {d: list(names) for d, names in domains.items()}
+    names = list(domains)
+    _, identity = resolve_target(ctx, "gguf", model, gguf_type) if calibration.get("fit_items") else (None, "none")
+    inputs = {"encoder": embedder_dir(), "handwritten": domain_data.HANDWRITTEN, "model": identity}
+    if (previous := ctx.up_to_date(inputs)) is not None:
+        return previous
+
+    queries = domain_data.domain_queries(domains, sources, per_domain, val_share, test_share, seed)
+    hand = [q for q in domain_data.handwritten_queries() if q.domain in domains]
+    encoder = Encoder(threads=ctx.hardware.threads)
+    started = time.time()
+    vectors = encoder.encode([q.text for q in queries] + [q.text for q in hand], progress=True)
+    encode_s = time.time() - started
+    labels = np.array([names.index(q.domain) for q in queries + hand])
+    split = np.array([q.split for q in queries])
+    x = {s: vectors[:len(queries)][split == s] for s in domain_data.SPLITS}
+    y = {s: labels[:len(queries)][split == s] for s in domain_data.SPLITS}
+    head, comparison = fit_heads(x, y, len(names), list(heads), dict(mlp), seed)
+    report, matrix = domain_report(head, x["test"], y["test"], names, vectors[len(queries):], labels[len(queries):])
+
+    with ctx.create_artifact(inputs) as out:
+        head.save(out.dir / "head.npz")
+        plots.confusion_png(out.dir / "confusion.png", matrix, names,
+                            f"Domain router ({head.kind}) on {len(y['test'])} test queries")
+        calibration_report = (calibrate_confidence(ctx, model, gguf_type, calibration, val_share, test_share, seed,
+                                                   out.dir) if calibration.get("fit_items") else None)
+        spec = {"domains": names, "head": "head.npz", "head_kind": head.kind, "encoder": encoder.identity,
+                "threshold": float(threshold), "min_domain_probability": float(min_domain_probability),
+                "calibrator": calibration_report["calibrator"] if calibration_report else None,
+                "confidence_model": calibration_report["model"] if calibration_report else None}
+        (out.dir / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+        (out.dir / "report.json").write_text(json.dumps({
+            "queries": {s: int((split == s).sum()) for s in domain_data.SPLITS}, "handwritten": len(hand),
+            "heads": comparison, "kept": head.kind, "domains": report, "confusion": matrix.tolist(),
+            "confidence": calibration_report, "encode_s": round(encode_s, 2)}, indent=2))
+        with (out.dir / "splits.jsonl").open("w") as fh:
+            for q in queries:
+                fh.write(json.dumps({"text": q.text, "domain": q.domain, "source": q.source, "split": q.split}) + "\n")
+        size_mb = sum(f.stat().st_size for f in (out.dir / "head.npz", out.dir / SPEC_FILE)) / 1e6
+        out.metrics.update(_metrics(report, comparison, head.kind, calibration_report, size_mb))
+        out.extra["data"] = {"domains": domains, "queries": {s: int((split == s).sum()) for s in domain_data.SPLITS},
+                             "benchmark_part": "mine", "handwritten": str(domain_data.HANDWRITTEN.name)}
+        log.info("router: head %s, test accuracy %s, hand-written %s", head.kind, report["test"], report["handwritten"])
+    return out.artifact
+
+
+def _metrics(report, comparison, kind, calibration_report, size_mb) -> dict:
+    metrics = {"domain_accuracy": report["test"]["value"], "domain_accuracy_low": report["test"]["low"],
+               "domain_accuracy_high": report["test"]["high"], "test_queries": report["test"]["n"],
+               "head": kind, "router_size_mb": round(size_mb, 4)}
+    metrics |= {f"{k}_val_accuracy": v["val"]["value"] for k, v in comparison.items()}
+    if report["handwritten"]:
+        metrics |= {"handwritten_accuracy": report["handwritten"]["value"],
+                    "handwritten_low": report["handwritten"]["low"], "handwritten_n": report["handwritten"]["n"]}
+    if calibration_report:
+        q = calibration_report["quality"][calibration_report["chosen"]]
+        metrics |= {"calibrator": calibration_report["chosen"], "ece": q["ece"]["value"], "ece_high": q["ece"]["high"],
+                    "auroc": q["auroc"]["value"], "auroc_low": q["auroc"]["low"],
+                    "calibration_items": calibration_report["eval_items"],
+                    "base_mc_accuracy": calibration_report["base_accuracy"]["value"]}
+    return metrics

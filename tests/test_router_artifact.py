@@ -1,0 +1,64 @@
+"""Loading routers and detectors: refuse another encoder's heads; a missing artifact is exit 2 in the CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cogumi.errors import ArtifactError
+from cogumi.paths import PROJECT_ROOT
+from cogumi.router import load_escalation, load_router
+from cogumi.router.domain_data import handwritten_queries, split_of
+from cogumi.router.embedding import encoder_identity
+from cogumi.router.heads import Head
+
+
+def _router_folder(folder, encoder: dict):
+    folder.mkdir(parents=True)
+    Head("logistic", [(np.zeros((384, 2), np.float32), np.zeros(2, np.float32))]).save(folder / "head.npz")
+    (folder / "router.json").write_text(json.dumps({"domains": ["code", "general"], "head": "head.npz",
+                                                    "encoder": encoder, "threshold": 0.5, "calibrator": None}))
+    return folder
+
+
+def test_a_router_trained_on_another_encoder_is_refused(tmp_path):
+    folder = _router_folder(tmp_path / "router", {"name": "all-mpnet-base-v2", "sha256": "0" * 64})
+    with pytest.raises(ArtifactError, match="trained on encoder all-mpnet-base-v2"):
+        load_router(folder)
+
+
+def test_a_detector_trained_on_another_encoder_is_refused(tmp_path):
+    folder = tmp_path / "escalation"
+    folder.mkdir()
+    (folder / "escalation.json").write_text(json.dumps({"head": "head.npz", "threshold": 0.5,
+                                                        "encoder": {"name": "other", "sha256": "1" * 64}}))
+    with pytest.raises(ArtifactError, match="trained on encoder other"):
+        load_escalation(folder)
+
+
+def test_the_same_encoder_loads_and_classifies(tmp_path):
+    router = load_router(_router_folder(tmp_path / "router", encoder_identity()))
+    prediction = router.classify("how do I reverse a list in python")
+    assert set(prediction.probabilities) == {"code", "general"}
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_cli_without_a_router_exits_2_with_a_clear_message(outputs):
+    result = subprocess.run([sys.executable, "-m", "cogumi", "route", "hello there"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "no router artifact" in result.stderr and "train.py stage=router" in result.stderr
+
+
+def test_splits_follow_the_text_so_duplicates_share_one():
+    assert split_of("What is 2+2?", 0.15, 0.15) == split_of("  what is 2+2? ", 0.15, 0.15)
+    splits = [split_of(f"query number {i}", 0.15, 0.15) for i in range(2000)]
+    assert 0.1 < splits.count("test") / 2000 < 0.2 and 0.6 < splits.count("train") / 2000 < 0.8
+
+
+def test_handwritten_queries_cover_every_domain():
+    queries = handwritten_queries()
+    assert len(queries) >= 50
+    assert {q.domain for q in queries} == {"reasoning", "math", "code", "automation", "general"}

@@ -1,0 +1,77 @@
+"""Confidence from token logprobs: features, the three calibrators, heads that save and load exactly."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cogumi.router import confidence
+from cogumi.router.heads import Head, train_logistic, train_mlp
+
+
+def _mc_answers(n=400, seed=0):
+    """MC answers whose correctness follows an overconfident option distribution (true T = 2.5)."""
+    rng = np.random.default_rng(seed)
+    answers = []
+    for _ in range(n):
+        scores = rng.normal(0, 3, 4)
+        logprobs = scores - np.log(np.exp(scores).sum())
+        chosen = int(logprobs.argmax())
+        truth = np.exp(scores / 2.5) / np.exp(scores / 2.5).sum()
+        gold = int(rng.choice(4, p=truth))
+        answers.append({"option_logprobs": logprobs.tolist(), "gold": gold, "correct": int(chosen == gold),
+                        "token_logprobs": [float(logprobs[chosen])],
+                        "top_logprobs": [{c: float(v) for c, v in zip("ABCD", logprobs)}]})
+    return answers
+
+
+def test_features_of_a_single_mc_token():
+    features = confidence.answer_features([math.log(0.6)], [{"A": math.log(0.6), "B": math.log(0.2),
+                                                             "C": math.log(0.2)}])
+    assert features[0] == features[1] == pytest.approx(math.log(0.6))
+    assert features[4] == pytest.approx(0.6)  # the option probability
+    assert features[3] > 0  # entropy over the options
+
+
+@pytest.mark.parametrize("kind", confidence.KINDS)
+def test_each_calibrator_lowers_ece_on_held_out_answers(kind):
+    fit, held = _mc_answers(600, 0), _mc_answers(600, 1)
+    raw = np.array([confidence.answer_features(a["token_logprobs"], a["top_logprobs"])[4] for a in held])
+    correct = np.array([a["correct"] for a in held])
+    calibrated = confidence.predict(confidence.fit(kind, fit), held)
+    assert ((0 <= calibrated) & (calibrated <= 1)).all()
+    ece_raw = confidence.quality(raw, correct)["ece"]["value"]
+    ece_cal = confidence.quality(calibrated, correct)["ece"]["value"]
+    assert ece_cal < ece_raw / 2
+
+
+def test_choose_keeps_the_lowest_brier_and_reports_intervals():
+    answers = _mc_answers(300)
+    chosen, briers = confidence.choose(answers)
+    assert chosen.kind == min(briers, key=briers.get)
+    q = confidence.quality(confidence.predict(chosen, answers), np.array([a["correct"] for a in answers]))
+    assert q["auroc"]["low"] <= q["auroc"]["value"] <= q["auroc"]["high"] and q["auroc"]["value"] > 0.6
+
+
+def test_calibrator_round_trips_through_json():
+    import json
+
+    calibrator = confidence.fit("platt", _mc_answers(200))
+    again = confidence.Calibrator(json.loads(json.dumps(calibrator.to_dict())))
+    a = _mc_answers(5, 3)[0]
+    assert again.probability(a["token_logprobs"], a["top_logprobs"]) == calibrator.probability(
+        a["token_logprobs"], a["top_logprobs"])
+
+
+@pytest.mark.parametrize("trainer", [train_logistic, train_mlp])
+def test_heads_learn_and_save_exactly(trainer, tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 16))
+    y = rng.integers(0, 3, 300)
+    x = (centres[y] + rng.normal(0, 0.3, (300, 16))).astype(np.float32)
+    head = trainer(x, y, 3, seed=0) if trainer is train_logistic else trainer(x, y, 3, epochs=30, seed=0)
+    assert (head.probabilities(x).argmax(1) == y).mean() > 0.95
+    head.save(tmp_path / "head.npz")
+    again = Head.load(tmp_path / "head.npz")
+    assert again.kind == head.kind
+    np.testing.assert_allclose(again.probabilities(x), head.probabilities(x), rtol=1e-6)
