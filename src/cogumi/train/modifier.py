@@ -1,0 +1,149 @@
+"""`train.py stage=modifier domain=<d>`: a domain's LoRA modifier, exported as a GGUF LoRA and measured against the base.
+
+Setup → fit → package → compare, top to bottom: the cascade's data for this domain (+ a replay
+slice of the curated set) trains a LoRA on the promoted student (latest:sft, with a warning, when
+nothing is promoted) with the shared fine-tune recipe — that fit is cached as a `modifier_fit`
+artifact (adapter + merged model). The modifier artifact holds the PEFT adapter, the GGUF LoRA made
+by llama.cpp's converter, and the card; it compares base GGUF vs base GGUF + LoRA on the gating
+half of its own tasks and of other domains' (paired, with intervals), and promotes itself as
+`promoted:modifier-<d>` only when `promote` is on and the verdict passes.
+"""
+
+import json
+import logging
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from cogumi.artifacts import Artifact
+from cogumi.assets import converter_dir
+from cogumi.errors import ConfigError
+from cogumi.modifiers import comparison as compare
+from cogumi.modifiers.base_model import gguf_of, student_ref
+from cogumi.modifiers.card import render_card
+from cogumi.modifiers.domain import domain_from
+from cogumi.modifiers.gguf_lora import check_targets, convert_lora, size_mb
+from cogumi.modifiers.verifiers import verifier_from
+from cogumi.stage import StageContext
+from cogumi.train.distill import with_replay
+from cogumi.train.examples import read_records
+from cogumi.train.finetune import finetune, settings_from
+from cogumi.train.sft import dataset_split
+
+log = logging.getLogger(__name__)
+
+# Knobs that do not change the trained weights: left out of the fit's fingerprint.
+PACKAGING_KNOBS = ("comparison", "promote", "gguf_type", "lora_outtype")
+
+
+def cascade_of(ctx: StageContext, ref: str | None, domain: str) -> Artifact:
+    """The dataset: `ref`, or (null) the newest `cascade` artifact made for this domain."""
+    if ref:
+        artifact = ctx.store.resolve(ref)
+    else:
+        mine = [a for a in ctx.store.artifacts("cascade") if a.manifest.get("cascade", {}).get("domain") == domain]
+        if not mine:
+            raise ConfigError(f"no cascade data for domain '{domain}': run `python train.py stage=cascade domain={domain}`")
+        artifact = mine[-1]
+    made_for = artifact.manifest.get("cascade", {}).get("domain")
+    if made_for not in (None, domain):
+        raise ConfigError(f"stage.run.dataset={ref}: {artifact.ref} is cascade data of domain '{made_for}', not '{domain}'")
+    return artifact
+
+
+def fit_context(ctx: StageContext) -> StageContext:
+    """The fine-tune as its own cached `modifier_fit` stage (only the training knobs in its fingerprint)."""
+    stage = json.loads(json.dumps(ctx.fingerprint_config["stage"]))
+    for knob in PACKAGING_KNOBS:
+        stage["run"].pop(knob, None)
+    return replace(ctx, stage="modifier_fit", fingerprint_config={**ctx.fingerprint_config, "stage": stage},
+                   _records={})
+
+
+def run(ctx: StageContext, domain: dict, model: str, dataset: str | None, replay_dataset: str | None,
+        replay_fraction: float, max_val_records: int | None, gguf_type: str, lora_outtype: str, comparison: dict,
+        promote: bool, **knobs) -> Artifact:
+    spec = domain_from(domain)
+    if spec.lora_rank is None:
+        raise ConfigError(f"conf/domain/{spec.name}.yaml: lora_rank is null — the {spec.name} domain carries no modifier")
+    settings = settings_from(ctx.stage, knobs)
+    if not 0 <= replay_fraction < 1:
+        raise ConfigError(f"conf/stage/modifier.yaml: run.replay_fraction={replay_fraction} must be in [0, 1)")
+    student = student_ref(ctx, model)
+    base = ctx.model_input(student)
+    check_targets(Path(base.source), settings.target_modules or ctx.model.lora_target_modules)
+    base_gguf = gguf_of(ctx, student, gguf_type)
+    data = cascade_of(ctx, dataset, spec.name)
+    targeted = read_records(data.file("train.jsonl"))
+    _, val = dataset_split(ctx, data.ref, "val", max_val_records)
+    fit_inputs = {"model": base.identity, "dataset": data}
+    train = targeted
+    if replay_dataset and replay_fraction > 0:
+        replay_artifact, replay = dataset_split(ctx, replay_dataset, "train", None)
+        fit_inputs["replay"] = replay_artifact
+        train = with_replay(targeted, replay, replay_fraction, settings.seed)
+
+    fitter = fit_context(ctx)
+    fit = fitter.up_to_date(fit_inputs) or finetune(
+        fitter, student, train, val, fit_inputs, settings,
+        extra={"domain": spec.name, "targeted_records": len(targeted), "replayed_records": len(train) - len(targeted)})
+    inputs = {"fit": fit, "base_gguf": base_gguf}
+    previous = ctx.up_to_date(inputs)
+    result = previous or _package(ctx, spec, settings.lora_rank, student, base, base_gguf, fit, data, inputs,
+                                  lora_outtype, comparison, len(targeted), len(train) - len(targeted))
+    if promote:
+        promote_if_passed(ctx.store, result, spec.name)
+    return result
+
+
+def promote_if_passed(store, modifier: Artifact, domain: str) -> bool:
+    """`promoted:modifier-<domain>` -> this artifact only when its comparison passed; the previous one stays otherwise."""
+    if modifier.metrics.get("gate_passed"):
+        store.promote(modifier, f"modifier-{domain}")
+        log.info("promoted %s as promoted:modifier-%s", modifier.ref, domain)
+        return True
+    reasons = modifier.manifest.get("verdict", {}).get("reasons", ["no comparison was made"])
+    log.warning("modifier %s (%s) not promoted: %s", domain, modifier.ref, "; ".join(reasons))
+    return False
+
+
+def _package(ctx, spec, rank, student, base, base_gguf, fit, data, inputs, lora_outtype, settings, targeted, replayed):
+    with ctx.create_artifact(inputs) as out:
+        shutil.copytree(fit.path / "adapter", out.dir / "adapter")
+        lora = convert_lora(out.dir / "adapter", Path(base.source), out.dir / "lora" / "adapter.gguf", converter_dir(),
+                            lora_outtype)
+        adapter_mb, lora_mb = size_mb(out.dir / "adapter" / "adapter_model.safetensors"), size_mb(lora)
+        result, verdict = None, None
+        if settings.get("enabled", True):
+            result = compare.compare(base_gguf, lora, list(spec.eval_tasks), verifier_from(spec.verifier),
+                                     int(settings["own_items"]), dict(settings.get("other_tasks") or {}),
+                                     dict(settings.get("max_tokens") or {}), ctx.hardware.threads)
+            verdict = compare.verdict(result, settings.get("min_gain"), settings.get("max_drop"))
+            (out.dir / "comparison.json").write_text(json.dumps(result, indent=2))
+            compare.plot(result, out.dir / "comparison.png", f"modifier {spec.name} vs base ({base_gguf.name})")
+            own = result["own"]["paired"]
+            out.metrics.update({"own/difference": own["difference"], "own/low": own["low"], "own/high": own["high"],
+                                "own/p_value": own["p_value"], "own/n": own["n"],
+                                "own/base": result["own"]["base"]["value"],
+                                "own/modifier": result["own"]["modifier"]["value"], "gate_passed": int(verdict[0])})
+            for task, other in result["others"].items():
+                out.metrics.update({f"{task}/difference": other["paired"]["difference"],
+                                    f"{task}/low": other["paired"]["low"], f"{task}/high": other["paired"]["high"],
+                                    f"{task}/n": other["paired"]["n"]})
+            out.extra["verdict"] = {"passed": verdict[0], "reasons": verdict[1], "min_gain": settings.get("min_gain"),
+                                    "max_drop": settings.get("max_drop")}
+        base_ref = base.artifact.ref if base.artifact is not None else base.source
+        funnel = (data.path / "funnel.md").read_text() if (data.path / "funnel.md").is_file() else ""
+        card_data = {"train_records": targeted + replayed, "dataset": data.ref, "replayed_records": replayed,
+                     "replay": fit.manifest.get("inputs") and next((i.get("artifact") for i in fit.manifest["inputs"]
+                                                                    if i["name"] == "replay"), None)}
+        (out.dir / "card.md").write_text(render_card(spec, rank, base_ref, str(base_gguf), adapter_mb, lora_mb, card_data,
+                                                     funnel, result, verdict))
+        out.metrics.update({"adapter_mb": lora_mb, "peft_adapter_mb": adapter_mb, "rank": rank,
+                            "train_records": targeted + replayed, "cascade_records": targeted,
+                            "mined_items": data.metrics.get("mined_items"),
+                            "val_loss": fit.metrics.get("val_loss"),
+                            "val_loss_untrained": fit.metrics.get("val_loss_untrained")})
+        out.extra["modifier"] = {"domain": spec.name, "rank": rank, "base_model": base_ref, "base_gguf": str(base_gguf),
+                                 "fit": fit.ref, "dataset": data.ref}
+    return out.artifact

@@ -1,0 +1,122 @@
+"""The teacher cascade: each tier sees only what the earlier ones left unsolved; wrong answers never enter the data."""
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from cogumi.modifiers.feedback import read_feedback
+from cogumi.modifiers.items import DomainItem
+from cogumi.modifiers.verifiers import Verifier
+from cogumi.teachers.cascade import run_cascade
+from cogumi.teachers.tiers import Candidates, EndpointTier, ReferenceTier
+
+MBPP_TESTS = {"tests": "assert add(2, 3) == 5\nassert add(-1, 1) == 0", "setup": "", "prefix": ""}
+
+
+@dataclass
+class FixedTier:
+    """A tier whose answers are given (a teacher that is always wrong, or always right)."""
+
+    replies: dict
+    name: str = "fixed"
+    seen: list = field(default_factory=list)
+
+    def answers(self, item) -> Candidates:
+        self.seen.append(item.id)
+        return Candidates([self.replies.get(item.id, "")], tokens=3)
+
+
+def math_item(i: int, gold: str, reference: str | None = None) -> DomainItem:
+    return DomainItem(f"m/{i}", "cogumi_gsm8k", f"What is {gold}?", gold, reference)
+
+
+def test_each_tier_sees_only_what_the_earlier_ones_left_unsolved():
+    items = [math_item(0, "4", "2 + 2 = 4. The answer is 4."), math_item(1, "7"), math_item(2, "9", "The answer is 9."),
+             math_item(3, "12")]
+    reference, second = ReferenceTier(), FixedTier({"m/1": "The answer is 7.", "m/3": "The answer is 13."})
+    kept, funnel, unsolved = run_cascade(items, [reference, second], Verifier("final_number"))
+    assert reference.seen == ["m/0", "m/1", "m/2", "m/3"]
+    assert second.seen == ["m/1", "m/3"]  # m/0 and m/2 were solved by the reference tier
+    assert [(k.item.id, k.tier) for k in kept] == [("m/0", "reference"), ("m/2", "reference"), ("m/1", "fixed")]
+    assert [i.id for i in unsolved] == ["m/3"]  # 13 is not 12: never kept
+    assert [(r.attempted, r.solved, r.kept) for r in funnel] == [(4, 2, 2), (2, 1, 1)]
+
+
+def test_a_wrong_number_never_enters_the_data():
+    items = [math_item(i, str(i * 10)) for i in range(5)]
+    wrong = FixedTier({f"m/{i}": f"The answer is {i * 10 + 1}." for i in range(5)})
+    kept, funnel, unsolved = run_cascade(items, [wrong], Verifier("final_number"))
+    assert kept == [] and len(unsolved) == 5 and funnel[0].solved == 0
+
+
+def test_code_that_fails_its_tests_never_enters_the_data():
+    items = [DomainItem(f"c/{i}", "cogumi_mbpp", "Write add(a, b).", MBPP_TESTS) for i in range(3)]
+    tier = FixedTier({"c/0": "```python\ndef add(a, b):\n    return a - b\n```",  # wrong
+                      "c/1": "```python\ndef add(a, b):\n    return a + b\n```",  # right
+                      "c/2": "def add(a, b) return a + b"})  # does not parse
+    kept, _, unsolved = run_cascade(items, [tier], Verifier("unit_tests", timeout_s=10))
+    assert [k.item.id for k in kept] == ["c/1"]
+    assert [i.id for i in unsolved] == ["c/0", "c/2"]
+
+
+def test_the_budget_caps_what_is_kept_not_what_is_verified():
+    items = [math_item(i, "1", "The answer is 1.") for i in range(4)]
+    kept, funnel, _ = run_cascade(items, [ReferenceTier()], Verifier("final_number"), max_records=2)
+    assert len(kept) == 2 and funnel[0].solved == 4 and funnel[0].kept == 2
+
+
+def test_feedback_lines_malformed_ones_are_quarantined_with_their_line(tmp_path):
+    path = tmp_path / "feedback.jsonl"
+    lines = [
+        {"time": "t", "domain": "math", "prompt": "2+2?", "rejected": "5", "answer": "The answer is 4.",
+         "answer_route": "user"},
+        "{not json",
+        {"time": "t", "domain": "math", "prompt": "3+3?", "rejected": "7", "answer": None, "answer_route": "base"},
+        {"time": "t", "domain": "code", "prompt": "x", "rejected": "y", "answer": None, "answer_route": "base"},
+        {"time": "t", "domain": "math", "rejected": "no prompt"},
+        ["a", "list"],
+    ]
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+    found = read_feedback(path, "math")
+    assert [i.id for i, _, _ in found.answered] == ["feedback/1"]
+    assert [i.id for i in found.unanswered] == ["feedback/3"]
+    assert [q["line"] for q in found.quarantined] == [2, 5, 6]
+    assert found.other_domains == 1
+    assert read_feedback(tmp_path / "absent.jsonl", "math").answered == []
+
+
+def test_feedback_without_a_key_is_checked_for_form():
+    item = DomainItem("feedback/1", None, "call the weather tool for Paris", None)
+    verifier = Verifier("tool_call")
+    assert verifier.check(item, "get_weather(city='Paris')").passed
+    assert not verifier.check(item, "I cannot call tools, sorry.").passed
+
+
+@pytest.mark.slow
+def test_a_local_server_tier_gets_only_the_unsolved_items(local_teacher, tmp_path):
+    """The loopback OpenAI-compatible server is a real tier: its ledger shows exactly the unsolved items."""
+    items = [math_item(0, "4", "The answer is 4."), math_item(1, "6"), math_item(2, "8", "The answer is 8."),
+             math_item(3, "10")]
+    ledger = tmp_path / "ledger.jsonl"
+    reference = ReferenceTier()
+    server = EndpointTier(local_teacher, ledger, n=1, max_tokens=24)
+    kept, funnel, unsolved = run_cascade(items, [reference, server], Verifier("final_number"))
+    assert server.seen == ["m/1", "m/3"]
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert len(entries) == 2 and all(e["teacher"] == "local-test" for e in entries)
+    assert funnel[1].attempted == 2 and funnel[1].tokens == sum(e["input_tokens"] + e["output_tokens"] for e in entries)
+    assert funnel[1].cost_usd == pytest.approx(sum(e["cost_usd"] for e in entries))
+    for k in kept:  # whatever the 135M server said, only verified answers were kept
+        assert Verifier("final_number").check(k.item, k.answer).passed
+
+
+def test_an_unreachable_optional_tier_passes_its_items_on(tmp_path):
+    from cogumi.teachers.spec import TeacherSpec
+
+    spec = TeacherSpec(name="nowhere", base_url="http://127.0.0.1:9/v1", model="m")
+    items = [math_item(0, "4"), math_item(1, "6", "The answer is 6.")]
+    tiers = [EndpointTier(spec, None, optional=True, timeout_s=5), ReferenceTier()]
+    kept, funnel, unsolved = run_cascade(items, tiers, Verifier("final_number"))
+    assert funnel[0].status == "unavailable" and funnel[0].attempted == 0
+    assert tiers[1].seen == ["m/0", "m/1"] and [k.item.id for k in kept] == ["m/1"]

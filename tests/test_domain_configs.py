@@ -1,0 +1,61 @@
+"""Every domain file composes into a DomainSpec whose tasks exist; a bad `domain=` fails fast with the choices."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import run_entry
+from cogumi.entry import compose_entry
+from cogumi.errors import ConfigError
+from cogumi.evaluate import offline_data
+from cogumi.evaluate.harness import PRIMARY
+from cogumi.modifiers.domain import domain_from
+from cogumi.modifiers.items import TASKS
+from cogumi.paths import CONF_DIR
+
+DOMAINS = sorted(p.stem for p in (CONF_DIR / "domain").glob("*.yaml"))
+
+
+def _domain(name: str) -> dict:
+    cfg = compose_entry("train", ["stage=cascade", f"domain={name}"])
+    return OmegaConf.to_container(cfg.domain, resolve=True)
+
+
+@pytest.mark.parametrize("name", DOMAINS)
+def test_every_domain_composes_and_names_tasks_that_exist(name):
+    spec = domain_from(_domain(name))
+    assert spec.name == name and spec.eval_tasks
+    for task in spec.eval_tasks:
+        assert task in PRIMARY and TASKS[task][0] in offline_data.ROWS
+    assert spec.tiers, f"{name}: no teacher tiers"
+
+
+def test_the_required_domains_exist_and_modifier_domains_have_a_rank():
+    assert {"code", "math", "reasoning", "automation", "general"} <= set(DOMAINS)
+    for name in ("code", "math", "reasoning", "automation"):
+        assert domain_from(_domain(name)).lora_rank >= 1
+    assert domain_from(_domain("general")).lora_rank is None
+
+
+def test_the_cascade_stage_takes_the_domains_tiers_as_a_knob():
+    cfg = compose_entry("train", ["stage=cascade", "domain=automation", "teacher=groq"])
+    tiers = OmegaConf.to_container(cfg.stage.run.tiers, resolve=True)
+    assert [t["kind"] for t in tiers] == ["self", "endpoint", "reference"]
+    assert tiers[1]["teacher"]["name"] == "groq"  # the endpoint tier is the `teacher` group's choice
+
+
+def test_a_domain_naming_a_missing_task_is_rejected_with_its_file():
+    broken = _domain("math") | {"eval_tasks": ["cogumi_gsm8k", "cogumi_gsm9k"]}
+    with pytest.raises(ConfigError, match=r"conf/domain/math.yaml.*cogumi_gsm9k"):
+        domain_from(broken)
+
+
+def test_a_verifier_that_cannot_check_the_tasks_is_rejected():
+    with pytest.raises(ConfigError, match="final_number cannot check.*cogumi_bfcl"):
+        domain_from(_domain("automation") | {"verifier": {"kind": "final_number"}})
+
+
+def test_a_bad_domain_fails_fast_with_the_choices():
+    result = run_entry("train", "stage=modifier", "domain=astrology", timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "astrology" in result.stderr and "automation" in result.stderr and "math" in result.stderr
