@@ -59,3 +59,18 @@ def test_a_bad_domain_fails_fast_with_the_choices():
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "astrology" in result.stderr and "automation" in result.stderr and "math" in result.stderr
+
+
+@pytest.mark.parametrize("name", [d for d in DOMAINS if d != "general"])
+def test_every_modifier_gate_composes_with_its_domain(name):
+    """conf/gates/modifier.yaml takes its checks from the domain: own-task gain, other-task drops."""
+    cfg = compose_entry("evaluate", ["stage=gate", "gates=modifier", f"domain={name}",
+                                     "stage.run.artifact=latest:gguf", "stage.run.lora=latest:modifier"])
+    gates = OmegaConf.to_container(cfg.stage.run.gates, resolve=True)
+    spec = domain_from(OmegaConf.to_container(cfg.domain, resolve=True))
+    assert gates["promote_as"] == f"modifier-{name}" and gates["reference"] == "latest:gguf"
+    gained = [c["metric"].split("/")[0] for c in gates["relative"] if "min_gain" in c]
+    guarded = [c["metric"].split("/")[0] for c in gates["relative"] if "max_drop" in c]
+    assert gained and set(gained) <= set(spec.eval_tasks)
+    assert guarded and not set(guarded) & set(spec.eval_tasks)
+    assert set(gained + guarded) <= set(gates["tasks"])

@@ -25,6 +25,7 @@ class DomainSpec:
     tiers: tuple[dict, ...]  # the teacher cascade, cheapest first
     budget: dict  # mine_items (items the student is tried on), max_records (kept answers)
     lora_rank: int | None  # None: the domain carries no modifier (general)
+    gate: dict | None = None  # checks of its modifier gate (conf/gates/modifier.yaml): tasks, limits, relative
     mine_part: str = "mine"
     gate_part: str = "gate"
     max_tokens: int = 128  # reply length for the domain's answers
@@ -37,6 +38,20 @@ def check_tiers(tiers, where: str) -> None:
             raise ConfigError(f"{where}.tiers[{i}]: kind {kind!r} is not one of {TIER_KINDS}")
         if kind == "endpoint" and not isinstance(tier.get("teacher"), dict):
             raise ConfigError(f"{where}.tiers[{i}]: an endpoint tier needs `teacher:` (a conf/teacher entry)")
+
+
+def check_gate(spec: DomainSpec, where: str) -> None:
+    """The modifier gate's checks name gated tasks; the domain's own tasks carry a min_gain check."""
+    tasks = list(spec.gate.get("tasks") or [])
+    if unknown := [t for t in tasks if t not in PRIMARY]:
+        raise ConfigError(f"{where}: gate.tasks {unknown} do not exist; known: {sorted(PRIMARY)}")
+    checks = list(spec.gate.get("relative") or [])
+    if stray := [c["metric"] for c in checks if c["metric"].split("/")[0] not in tasks]:
+        raise ConfigError(f"{where}: gate.relative checks {stray}, whose tasks are not in gate.tasks {tasks}")
+    gained = {c["metric"].split("/")[0] for c in checks if "min_gain" in c}
+    if not gained or not gained <= set(spec.eval_tasks):
+        raise ConfigError(f"{where}: gate.relative needs min_gain checks on the domain's own tasks "
+                          f"{list(spec.eval_tasks)} only (has {sorted(gained)})")
 
 
 def domain_from(config: dict) -> DomainSpec:
@@ -64,6 +79,8 @@ def domain_from(config: dict) -> DomainSpec:
     check_tiers(spec.tiers, where)
     if bad := set(spec.sources) - set(SOURCES):
         raise ConfigError(f"{where}: sources {sorted(bad)} unknown; known: {SOURCES}")
+    if spec.gate is not None:
+        check_gate(spec, where)
     if spec.lora_rank is not None and spec.lora_rank < 1:
         raise ConfigError(f"{where}: lora_rank={spec.lora_rank} must be >= 1 (or null: no modifier)")
     return spec
