@@ -6,7 +6,9 @@ import pytest
 
 from cogumi.artifacts import ArtifactStore
 from cogumi.errors import ConfigError
-from cogumi.evaluate.gate_checks import check_all, validate
+from cogumi.evaluate import estimates
+from cogumi.evaluate.gate_checks import check_all, results_table, validate
+from cogumi.stats import compare_paired, mean_estimate
 
 from conftest import run_entry
 
@@ -39,6 +41,72 @@ def test_bad_gate_configs_are_config_errors():
         validate({"absolute": [{"metric": "acc", "minimum": 0.5}]})
     with pytest.raises(ConfigError, match="reference"):
         validate({"relative": [{"metric": "acc", "max_drop": 0.1}], "reference": None})
+
+
+def _items(correct: list[int]) -> dict[str, float]:
+    return {f"q{i}": float(c) for i, c in enumerate(correct)}
+
+
+PAIRED = {"relative": [{"metric": "t/acc", "max_drop": 0.0}], "reference": "base"}
+
+
+def test_a_drop_within_noise_passes_and_a_significant_drop_fails():
+    reference = [1] * 100 + [0] * 100
+    noisy = reference[:]
+    noisy[0], noisy[100] = 0, 1  # one item lost, one gained: no evidence of a change
+    close = check_all(PAIRED, {"t/acc": 0.5}, {"t/acc": 0.5}, comparisons={"t/acc": compare_paired(noisy, reference)})
+    assert close[0].passed and close[0].p_value == 1.0
+    damaged = [0] * 40 + reference[40:]  # 40 right answers lost, none gained
+    worse = check_all(PAIRED, {"t/acc": 0.3}, {"t/acc": 0.5}, comparisons={"t/acc": compare_paired(damaged, reference)})
+    assert not worse[0].passed and worse[0].note == "significant drop"
+    assert worse[0].high < 0 and worse[0].n == 200
+    assert "FAIL (significant drop)" in results_table(worse)
+
+
+def test_max_drop_tolerates_a_significant_drop_smaller_than_the_bound():
+    reference = [1] * 100 + [0] * 100
+    slightly = [0] * 12 + reference[12:]  # -0.06, significant (12 discordant, all one way)
+    comparison = {"t/acc": compare_paired(slightly, reference)}
+    gates = {"relative": [{"metric": "t/acc", "max_drop": 0.1}], "reference": "base"}
+    assert comparison["t/acc"].significant_drop
+    assert check_all(gates, {}, {}, comparisons=comparison)[0].passed
+
+
+def test_min_gain_passes_only_on_a_significant_gain():
+    gates = {"relative": [{"metric": "t/acc", "min_gain": 0.0}], "reference": "base"}
+    reference = [0] * 150 + [1] * 50
+    better = [1] * 40 + reference[40:]
+    same = reference[:]
+    assert check_all(gates, {}, {}, comparisons={"t/acc": compare_paired(better, reference)})[0].passed
+    unchanged = check_all(gates, {}, {}, comparisons={"t/acc": compare_paired(same, reference)})[0]
+    assert not unchanged.passed and unchanged.note == "no significant gain"
+    # Without per-item scores a gain cannot be shown, whatever the point estimates say.
+    assert not check_all(gates, {"t/acc": 0.9}, {"t/acc": 0.1})[0].passed
+
+
+def test_absolute_minimum_uses_the_lower_end_of_the_interval():
+    gates = {"absolute": [{"metric": "t/acc", "min": 0.3}]}
+    few = mean_estimate([1, 0, 0])  # 0.33, but on 3 items the interval reaches far below 0.3
+    many = mean_estimate([1] * 200 + [0] * 200)
+    assert not check_all(gates, {"t/acc": few.value}, None, estimates={"t/acc": few.to_dict()})[0].passed
+    assert check_all(gates, {"t/acc": many.value}, None, estimates={"t/acc": many.to_dict()})[0].passed
+
+
+def test_paired_comparisons_align_items_by_id_and_cover_the_suite_mean():
+    reference = {"a": _items([1, 0] * 50), "b": _items([0] * 100)}
+    shuffled = dict(reversed(list(_items([1, 0] * 50).items())))  # same scores, another order
+    candidate = {"a": shuffled, "b": _items([1] * 30 + [0] * 70)}
+    found = estimates.paired(candidate, reference, {"a": "acc", "b": "acc"})
+    assert found["a/acc"].difference == 0 and found["a/acc"].p_value == 1.0
+    assert found["b/acc"].significant_gain
+    mean = found[estimates.SUITE_MEAN]
+    assert mean.difference == pytest.approx(0.15) and mean.low > 0 and mean.n == 200
+
+
+def test_suite_estimates_carry_intervals_and_counts():
+    found = estimates.task_estimates({"a": _items([1] * 60 + [0] * 140), "b": _items([1] * 1)}, {"a": "acc", "b": "acc"})
+    assert found["a/acc"].n == 200 and found["a/acc"].low < 0.3 < found["a/acc"].high
+    assert found[estimates.SUITE_MEAN].value == pytest.approx(0.65)
 
 
 def _fake_model_artifact(store: ArtifactStore, name: str, megabytes: float):
@@ -82,12 +150,13 @@ def test_the_embedded_gate_reuses_the_pipelines_suite_runs():
     from cogumi.evaluate.suite import stage_config
 
     gates = compose_entry("evaluate", ["gates=embedded"]).gates
-    limits = "{" + ",".join(f"{k}:{v}" for k, v in gates.limits.items()) + "}"
+    tasks = "[" + ",".join(gates.tasks) + "]"
     cli = compose_entry("evaluate", ["stage=suite", "stage.run.model=latest:sft", f"stage.run.limit={gates.limit}",
-                                     f"stage.run.limits={limits}", f"stage.run.max_gen_toks={gates.max_gen_toks}"])
+                                     f"stage.run.tasks={tasks}", f"stage.run.kind={gates.kind}",
+                                     "stage.run.gguf_type=F16", f"stage.run.max_gen_toks={gates.max_gen_toks}"])
     from_cli = OmegaConf.to_container(cli.stage, resolve=True)
-    built = stage_config(model="latest:sft", kind="hf", tasks=list(gates.tasks), limit=gates.limit,
-                         limits=dict(gates.limits), part=gates.part, max_gen_toks=gates.max_gen_toks)
+    built = stage_config(model="latest:sft", kind=gates.kind, tasks=list(gates.tasks), limit=gates.limit,
+                         limits=gates.limits, part=gates.part, max_gen_toks=gates.max_gen_toks, gguf_type="F16")
     assert built == from_cli
 
 
@@ -106,5 +175,5 @@ def test_the_pipeline_suite_steps_use_the_embedded_gates_knobs():
     assert suites
     for args in suites:
         run = compose_entry("evaluate", ["experiments=embedded", *args]).stage.run
-        assert (run.limit, dict(run.limits), run.max_gen_toks, list(run.tasks), run.part) == (
-            gates.limit, dict(gates.limits), gates.max_gen_toks, list(gates.tasks), gates.part)
+        assert (run.limit, run.limits, run.max_gen_toks, list(run.tasks), run.part, run.kind, run.gguf_type) == (
+            gates.limit, gates.limits, gates.max_gen_toks, list(gates.tasks), gates.part, gates.kind, "F16")

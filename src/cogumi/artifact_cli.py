@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cogumi.artifacts import Artifact, ArtifactStore
+from cogumi.evaluate.report import headline
 from cogumi.paths import outputs_dir
 
 _console = Console()
@@ -24,11 +25,10 @@ def _flatten(obj, prefix: str = "") -> dict:
 def list_artifacts(stage: str | None, store: ArtifactStore | None = None) -> list[Artifact]:
     artifacts = (store or _store()).artifacts(stage)
     table = Table(title=f"artifacts{' of ' + stage if stage else ''}")
-    for column in ("stage", "name", "created", "metrics", "wall s"):
-        table.add_column(column)
+    for column in ("stage", "name", "created", "headline figures", "wall s"):
+        table.add_column(column, overflow="fold")  # wrap long figures, never cut them
     for a in artifacts:
-        metrics = ", ".join(f"{k}={v}" for k, v in list(a.metrics.items())[:4])
-        table.add_row(a.stage, a.name, a.manifest["created_at"][:19], metrics,
+        table.add_row(a.stage, a.name, a.manifest["created_at"][:19], "\n".join(headline(a)),
                       str(a.manifest.get("timings", {}).get("wall_s", "")))
     _console.print(table)
     return artifacts

@@ -133,8 +133,12 @@ class ArtifactStore:
         return sha256_json({"stage": stage, "config": config, "inputs": [i["sha256"] for i in inputs]})
 
     @contextmanager
-    def create(self, stage: str, fingerprint: str, config: dict, inputs: list[dict], name: str | None = None):
-        """Yield an ArtifactBuilder whose folder becomes an artifact only if the block completes."""
+    def create(self, stage: str, fingerprint: str, config: dict, inputs: list[dict], name: str | None = None,
+               started: float | None = None):
+        """Yield an ArtifactBuilder whose folder becomes an artifact only if the block completes.
+
+        `started` (a `time.time()`) is when the stage began: `wall_s` then covers the whole stage, not
+        only the writing of its files."""
         name = name or f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{fingerprint[:8]}"
         stage_dir = self.root / stage
         stage_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +146,7 @@ class ArtifactStore:
         tmp = stage_dir / f"{_TMP_PREFIX}{name}-{os.getpid()}"
         tmp.mkdir()
         builder = ArtifactBuilder(dir=tmp, stage=stage, name=name, fingerprint=fingerprint)
-        started = time.time()
+        started = time.time() if started is None else started
         try:
             yield builder
         except BaseException:

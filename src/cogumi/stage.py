@@ -1,6 +1,10 @@
 """What every stage receives besides its own knobs: the store, the model, the hardware, the tracker."""
 
+import json
 import logging
+import os
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +38,7 @@ class StageContext:
     fingerprint_config: dict  # the part of it that decides the result
     tracker: NullTracker = field(default_factory=NullTracker)
     force: bool = False
+    started: float = field(default_factory=time.time)  # the manifest's wall_s counts from here
     _records: dict = field(default_factory=dict)
 
     def model_input(self, ref: str = "base") -> ModelInput:
@@ -56,13 +61,29 @@ class StageContext:
         if previous is not None:
             log.info("%s is up to date (same inputs and config): %s — force=true reruns it",
                      self.stage, previous.path)
+            _record_step(self.stage, previous, reused=True)
         return previous
 
+    @contextmanager
     def create_artifact(self, inputs: dict, name: str | None = None):
         records = self._input_records(inputs)
         fingerprint = ArtifactStore.fingerprint(self.stage, self.fingerprint_config, records)
-        return self.store.create(self.stage, fingerprint, self.config, records, name=name)
+        with self.store.create(self.stage, fingerprint, self.config, records, name=name,
+                               started=self.started) as builder:
+            yield builder
+        _record_step(self.stage, builder.artifact, reused=False)
 
     @property
     def outputs_root(self) -> Path:
         return self.store.root.parent
+
+
+# The pipeline sets this to a file per step, to learn which artifact the step produced or reused.
+STEP_RECORD_ENV = "COGUMI_STEP_RECORD"
+
+
+def _record_step(stage: str, artifact: Artifact, reused: bool) -> None:
+    path = os.environ.get(STEP_RECORD_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"stage": stage, "path": str(artifact.path), "reused": reused}) + "\n")

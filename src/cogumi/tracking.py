@@ -6,6 +6,14 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# Set by the pipeline for its steps: every step of one pipeline run lands in one W&B group, so two
+# runs compare side by side; a stage run by hand is grouped by its entry point.
+RUN_GROUP_ENV = "COGUMI_RUN_GROUP"
+
+
+def run_group(default: str) -> str:
+    return os.environ.get(RUN_GROUP_ENV) or default
+
 
 class NullTracker:
     """`logger=none`: metrics still land in the artifact manifest, nowhere else."""
@@ -32,7 +40,7 @@ class WandbTracker(NullTracker):
         Path(self.dir).mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("WANDB_SILENT", "true")
         self.run = wandb.init(project=self.project, entity=self.entity, mode=self.mode, dir=self.dir,
-                              name=name, group=group, job_type=group, tags=self.tags, config=config,
+                              name=name, group=run_group(group), job_type=group, tags=self.tags, config=config,
                               reinit="finish_previous")
         log.info("wandb run %s (%s) in %s", self.run.id, self.mode, self.run.dir)
 

@@ -15,6 +15,7 @@ from cogumi.evaluate import calibration, offline_data
 from cogumi.evaluate.harness import LOGLIKELIHOOD_TASKS, per_sample, run_suite
 from cogumi.evaluate.suite import SET_OF, resolve_target
 from cogumi.stage import StageContext
+from cogumi.stats import mean_estimate
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,15 @@ def calibrate(scores, labels, bins: int) -> dict:
     temperature = calibration.fit_temperature(fit_s, fit_y)
     conf_before, correct = calibration.confidences(ev_s, ev_y, 1.0)
     conf_after, _ = calibration.confidences(ev_s, ev_y, temperature)
+    accuracy = mean_estimate(correct)
     return {
         "temperature": temperature,
         "fit_items": len(fit_y), "eval_items": len(ev_y),
-        "accuracy": float(correct.mean()),
+        "accuracy": accuracy.value, "accuracy_low": accuracy.low, "accuracy_high": accuracy.high,
         "ece_before": calibration.expected_calibration_error(conf_before, correct, bins),
         "ece_after": calibration.expected_calibration_error(conf_after, correct, bins),
+        "ece_before_interval": calibration.ece_interval(conf_before, correct, bins),
+        "ece_after_interval": calibration.ece_interval(conf_after, correct, bins),
         "nll_before": calibration.nll(ev_s, ev_y, 1.0),
         "nll_after": calibration.nll(ev_s, ev_y, temperature),
         "bins_before": calibration.reliability_bins(conf_before, correct, bins),
@@ -60,6 +64,7 @@ def run(ctx: StageContext, model: str, kind: str, tasks: list[str], limit: int |
         raise ConfigError("stage.run.part=gate: calibration must not use the gating half (use mine)")
     target, identity = resolve_target(ctx, kind, model, gguf_type)
     inputs = {"model": identity}
+    log.info("calibration on %s: %s items per task (mine half), %s", target.location, limit, tasks)
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
 
@@ -74,8 +79,18 @@ def run(ctx: StageContext, model: str, kind: str, tasks: list[str], limit: int |
         calibration.plot_reliability(out.dir / "reliability.png", report["bins_before"], report["bins_after"],
                                      report["ece_before"], report["ece_after"], report["temperature"])
         out.metrics.update({k: round(report[k], 5) for k in ("temperature", "ece_before", "ece_after",
-                                                             "nll_before", "nll_after", "accuracy")})
+                                                             "nll_before", "nll_after", "accuracy", "accuracy_low",
+                                                             "accuracy_high")})
+        for when in ("before", "after"):
+            low, high = report[f"ece_{when}_interval"]
+            out.metrics.update({f"ece_{when}_low": round(low, 5), f"ece_{when}_high": round(high, 5)})
         out.metrics.update({"fit_items": report["fit_items"], "eval_items": report["eval_items"]})
+        n = report["eval_items"]
+        out.extra["headline"] = [
+            f"ECE {report['ece_before']:.3f} -> {report['ece_after']:.3f} "
+            f"[{report['ece_after_interval'][0]:.3f}, {report['ece_after_interval'][1]:.3f}] n={n}",
+            f"T={report['temperature']:.2f} fit on n={report['fit_items']}",
+            f"acc {report['accuracy']:.3f} [{report['accuracy_low']:.3f}, {report['accuracy_high']:.3f}] n={n}"]
         out.extra["data"] = [offline_data.source_record(SET_OF[t], part) | {"items": item_tasks.count(t)}
                              for t in tasks]
         log.info("temperature %.3f: ECE %.4f -> %.4f, NLL %.4f -> %.4f on %d held-out items",

@@ -68,6 +68,20 @@ def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int 
     return float(sum(r["count"] / n * abs(r["accuracy"] - r["confidence"]) for r in reliability_bins(conf, correct, bins)))
 
 
+def ece_interval(conf: np.ndarray, correct: np.ndarray, bins: int = 10, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the ECE (items resampled with their confidence and outcome)."""
+    from scipy import stats as scipy_stats
+
+    if len(conf) < 2:
+        value = expected_calibration_error(conf, correct, bins)
+        return value, value
+    result = scipy_stats.bootstrap((conf, correct), lambda c, y: expected_calibration_error(c, y, bins),
+                                   paired=True, vectorized=False, n_resamples=1000, method="percentile",
+                                   confidence_level=confidence, rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def plot_reliability(path, before: list[dict], after: list[dict], ece_before: float, ece_after: float,
                      temperature: float) -> None:
     import matplotlib

@@ -33,18 +33,22 @@ class ModelTarget:
     kind: str
     location: str
     api_model: str = ""  # served model name (api kind)
+    lora: str | None = None  # a GGUF LoRA adapter file llama.cpp applies on load (gguf kind only)
     batch_size: int = 4
     threads: int | None = None
     extra: dict = field(default_factory=dict)
 
     def lm_eval_model(self) -> tuple[str, dict]:
+        if self.lora and self.kind != "gguf":
+            raise ConfigError(f"a LoRA adapter ({self.lora}) is applied by llama.cpp: evaluate it as kind=gguf")
         if self.kind == "hf":
             return "hf", {"pretrained": self.location, "dtype": "float32", "device": "cpu",
                           "batch_size": self.batch_size, **self.extra}
         if self.kind == "gguf":
             from cogumi.evaluate import llama_lm  # noqa: F401  (registers cogumi-gguf)
 
-            return "cogumi-gguf", {"model_path": self.location, "n_threads": self.threads, **self.extra}
+            return "cogumi-gguf", {"model_path": self.location, "n_threads": self.threads, "lora_path": self.lora,
+                                   **self.extra}
         if self.kind == "api":
             return "local-chat-completions", {"base_url": f"{self.location.rstrip('/')}/chat/completions",
                                               "model": self.api_model, "tokenizer_backend": None,
@@ -102,7 +106,7 @@ def _clip(task, indices):
 
 
 def per_sample(results: dict) -> list[dict]:
-    """Flat per-item records: task, doc id, prompt, model answer, reference, correct."""
+    """Flat per-item records: task, doc id, prompt, model answer, reference, primary score, correct."""
     records = []
     for task, logged in (results.get("samples") or {}).items():
         metric = PRIMARY[task]
@@ -111,7 +115,7 @@ def per_sample(results: dict) -> list[dict]:
                 "task": task, "doc_id": s["doc_id"], "id": str(s["doc"].get("id", s["doc_id"])),
                 "prompt": s["arguments"][0][0] if s.get("arguments") else "",
                 "answer": _answer(s), "target": str(s.get("target", "")),
-                "correct": bool(s.get(metric, 0.0) >= 0.5), "doc": s["doc"],
+                "score": float(s.get(metric, 0.0)), "correct": bool(s.get(metric, 0.0) >= 0.5), "doc": s["doc"],
                 "choice_logprobs": _choice_logprobs(s),
             })
     return records

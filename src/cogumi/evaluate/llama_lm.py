@@ -2,41 +2,48 @@
 
 lm-eval's `gguf` model asks a server for `echo=True` prompt logprobs, which llama-cpp-python gets
 wrong (TOOLCHAIN.md: MC accuracy 0.1 where HF gives 0.8). Here the loglikelihood of a continuation
-is read straight from `Llama.scores` after `Llama.eval` on the token ids, with the same
-context/continuation split as lm-eval's `hf` model, so both back ends score identical tokens.
+is read from llama.cpp's logits (llama_scoring.py: the context once, all options of an item in one
+batch), with the same context/continuation split as lm-eval's `hf` model, so both back ends score
+identical tokens. Generation goes through `create_completion` on the same weights. A GGUF LoRA
+adapter (`lora_path`) is applied to both.
 """
 
 import logging
 
 import lm_eval.models  # noqa: F401  (fills lm-eval's lazy registry first: a non-empty one hides `hf`)
-import numpy as np
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
+from cogumi.evaluate.llama_scoring import MultiSequenceScorer
+
 log = logging.getLogger(__name__)
-
-
-def _log_softmax(rows: np.ndarray) -> np.ndarray:
-    rows = rows.astype(np.float64)
-    shifted = rows - rows.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 @register_model("cogumi-gguf")
 class LlamaCppLM(LM):
     def __init__(self, model_path: str, n_ctx: int = 2048, n_threads: int | None = None, n_batch: int = 512,
-                 seed: int = 1234, **_ignored):
+                 seed: int = 1234, lora_path: str | None = None, **_ignored):
         super().__init__()
         from llama_cpp import Llama
 
-        # logits_all: Llama.scores then holds a row per evaluated position, which scoring needs.
-        self.llm = Llama(model_path=str(model_path), n_ctx=int(n_ctx), n_threads=n_threads, n_batch=int(n_batch),
-                         logits_all=True, seed=int(seed), verbose=False)
-        self.model_path = str(model_path)
+        # No logits_all: scoring has its own context (llama_scoring.py), generation needs the last row only.
+        self.llm = Llama(model_path=str(model_path), n_ctx=int(n_ctx), n_threads=n_threads,
+                         n_threads_batch=n_threads, n_batch=int(n_batch), seed=int(seed), lora_path=lora_path or None,
+                         verbose=False)
+        self.model_path, self.lora_path = str(model_path), lora_path
         self.max_length = int(n_ctx)
+        self.n_batch, self.n_threads = int(n_batch), n_threads
+        self._scorer = None
         bos, eos = self.llm.token_bos(), self.llm.token_eos()
         self.prefix_token = bos if bos >= 0 else eos
+
+    @property
+    def scorer(self) -> MultiSequenceScorer:
+        if self._scorer is None:  # only tasks that score options pay for the second context
+            self._scorer = MultiSequenceScorer(self.llm, n_ctx=2 * self.max_length, n_batch=self.n_batch,
+                                               n_threads=self.n_threads)
+        return self._scorer
 
     # ---- tokens --------------------------------------------------------------------------------
     def tok_encode(self, text: str) -> list[int]:
@@ -55,33 +62,28 @@ class LlamaCppLM(LM):
         return context_ids, whole[len(context_ids):]
 
     # ---- scoring -------------------------------------------------------------------------------
-    def _evaluate(self, tokens: list[int]) -> None:
-        """Evaluate `tokens`, reusing the cached prefix (MC options share their context)."""
-        cached = self.llm.n_tokens
-        same = 0
-        previous = self.llm.input_ids[:cached]
-        while same < min(cached, len(tokens)) and previous[same] == tokens[same]:
-            same += 1
-        self.llm.n_tokens = min(same, len(tokens) - 1)  # eval() drops the KV cache from here on
-        self.llm.eval(tokens[self.llm.n_tokens:])
-
     def continuation_logprobs(self, context_ids: list[int], continuation_ids: list[int]) -> tuple[float, bool]:
-        tokens = (context_ids + continuation_ids)[-self.max_length:]
-        n_cont = len(continuation_ids)
-        self._evaluate(tokens)
-        rows = _log_softmax(np.array(self.llm.scores[len(tokens) - n_cont - 1:len(tokens) - 1]))
-        targets = np.array(tokens[-n_cont:])
-        logprob = float(rows[np.arange(n_cont), targets].sum())
-        greedy = bool((rows.argmax(axis=-1) == targets).all())
-        return logprob, greedy
+        return self.scorer.score(context_ids, [continuation_ids])[0]
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
-        results = []
-        for request in tqdm(requests, desc="gguf loglikelihood", disable=disable_tqdm):
-            context, continuation = request.args
-            result = self.continuation_logprobs(*self.encode_pair(context, continuation))
-            results.append(result)
-            self.cache_hook.add_partial("loglikelihood", (context, continuation), result)
+        """Requests that share a context (the options of one item) are scored together."""
+        groups: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.args[0], []).append(i)
+        results: list = [None] * len(requests)
+        with tqdm(total=len(requests), desc="gguf loglikelihood", disable=disable_tqdm) as bar:
+            for context, indices in groups.items():
+                pairs = [self.encode_pair(context, requests[i].args[1]) for i in indices]
+                by_context: dict[tuple, list[int]] = {}  # the same text always encodes alike; be safe anyway
+                for i, (context_ids, _) in zip(indices, pairs):
+                    by_context.setdefault(tuple(context_ids), []).append(i)
+                continuation_of = dict(zip(indices, (c for _, c in pairs)))
+                for context_ids, members in by_context.items():
+                    scored = self.scorer.score(list(context_ids), [continuation_of[i] for i in members])
+                    for i, result in zip(members, scored):
+                        results[i] = result
+                        self.cache_hook.add_partial("loglikelihood", requests[i].args, result)
+                bar.update(len(indices))
         return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):

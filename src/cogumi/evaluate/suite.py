@@ -3,13 +3,15 @@
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from cogumi.artifacts import Artifact
 from cogumi.errors import ConfigError
-from cogumi.evaluate import offline_data
+from cogumi.evaluate import estimates, gguf_source, offline_data
 from cogumi.evaluate.harness import KINDS, PRIMARY, ModelTarget, check_tasks, per_sample, run_suite, scores
 from cogumi.stage import StageContext
+from cogumi.stats import Estimate
 from cogumi.tracking import NullTracker
 
 log = logging.getLogger(__name__)
@@ -31,25 +33,19 @@ def resolve_target(ctx: StageContext, kind: str, model: str, gguf_type: str | No
         if not model.startswith(("http://", "https://")):
             raise ConfigError(f"stage.run.model={model!r}: kind=api needs a base URL such as http://127.0.0.1:8321/v1")
         return ModelTarget("api", model, api_model=api_model or ctx.model.name), model
-    return _gguf_target(ctx, model, gguf_type, threads)
+    location, identity = gguf_source.gguf_file(ctx, model, gguf_type)
+    return ModelTarget("gguf", location, threads=threads), identity
 
 
-def _gguf_target(ctx: StageContext, model: str, gguf_type: str | None, threads):
-    if model == "base":
-        if not ctx.model.gguf:
-            raise ConfigError(f"model '{ctx.model.name}' names no gguf file: give stage.run.model=<artifact or .gguf>")
-        return ModelTarget("gguf", ctx.model.gguf, threads=threads), ctx.model.gguf
-    if model.endswith(".gguf"):
-        if not Path(model).is_file():
-            raise ConfigError(f"stage.run.model={model}: no such GGUF file")
-        return ModelTarget("gguf", model, threads=threads), model
-    artifact = ctx.store.resolve(model)
-    files = sorted((artifact.path / "gguf").glob("*.gguf"))
-    chosen = [f for f in files if gguf_type is None or f.stem == gguf_type]
-    if not chosen:
-        raise ConfigError(f"artifact {artifact.ref} has no gguf/{gguf_type or '*'}.gguf "
-                          f"(has: {[f.name for f in files]}); set stage.run.gguf_type")
-    return ModelTarget("gguf", str(chosen[0]), threads=threads), artifact
+def with_lora(ctx: StageContext, target: ModelTarget, inputs: dict, lora: str | None) -> ModelTarget:
+    """The target with a GGUF LoRA adapter applied (its identity joins `inputs`), or unchanged."""
+    if not lora:
+        return target
+    if target.kind != "gguf":
+        raise ConfigError(f"stage.run.lora={lora}: a LoRA adapter is applied by llama.cpp; set stage.run.kind=gguf")
+    adapter, identity = gguf_source.lora_file(ctx, lora)
+    inputs["lora"] = identity
+    return replace(target, lora=adapter)
 
 
 def task_limits(tasks: list[str], limit: int | None, limits: dict | None) -> dict:
@@ -67,21 +63,40 @@ def evaluate_suite(target: ModelTarget, tasks: list[str], limits: dict, part: st
     return scores(results), per_sample(results), time.time() - started
 
 
-def flat_metrics(table: dict) -> dict:
-    """`<task>/<metric>` values, plus `suite/primary_mean` (mean of each task's primary metric)."""
+def flat_metrics(table: dict, found: dict[str, Estimate]) -> dict:
+    """`<task>/<metric>` values; per primary metric (and `suite/primary_mean`) its `_low`/`_high` and `/n`."""
     flat = {f"{task}/{metric}": round(value, 4) for task, row in table.items() for metric, value in row.items()}
-    primaries = [row[PRIMARY[task]] for task, row in table.items() if PRIMARY[task] in row]
-    if primaries:
-        flat["suite/primary_mean"] = round(sum(primaries) / len(primaries), 4)
+    for key, estimate in found.items():
+        flat[key] = round(estimate.value, 4)
+        flat.update({f"{key}_low": round(estimate.low, 4), f"{key}_high": round(estimate.high, 4),
+                     f"{key.rsplit('/', 1)[0]}/n": estimate.n})
     return flat
 
 
-def markdown_table(table: dict, counts: dict) -> str:
-    lines = ["| task | n | primary metric | value |", "|---|---|---|---|"]
-    for task in sorted(table):
-        metric = PRIMARY[task]
-        lines.append(f"| {task} | {counts.get(task, 0)} | {metric} | {table[task].get(metric, float('nan')):.3f} |")
+def markdown_table(found: dict[str, Estimate]) -> str:
+    lines = ["| task | metric | n | value | 95% interval |", "|---|---|---|---|---|"]
+    for key in sorted(found, key=lambda k: (k == estimates.SUITE_MEAN, k)):
+        task, metric = key.rsplit("/", 1)
+        e = found[key]
+        lines.append(f"| {task} | {metric} | {e.n} | {e.value:.3f} | [{e.low:.3f}, {e.high:.3f}] |")
     return "\n".join(lines) + "\n"
+
+
+def scores_by_item(records: list[dict]) -> dict[str, dict[str, float]]:
+    """{task: {item id: primary-metric score}} of per-item records (the item id is the doc's own id)."""
+    found: dict[str, dict[str, float]] = {}
+    for r in records:
+        score = r.get("score", float(r.get("correct", 0.0)))  # artifacts older than `score` stored only `correct`
+        found.setdefault(r["task"], {})[str(r.get("id", r["doc_id"]))] = float(score)
+    return found
+
+
+def item_scores(artifact: Artifact) -> dict[str, dict[str, float]]:
+    """{task: {doc id: primary-metric score}} of a suite artifact, so two runs pair up by item id."""
+    path = artifact.path / "item_scores.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return scores_by_item(read_samples(artifact))
 
 
 def write_samples(path: Path, records: list[dict]) -> None:
@@ -92,7 +107,7 @@ def write_samples(path: Path, records: list[dict]) -> None:
 
 def run(ctx: StageContext, model: str, kind: str, tasks: list[str], limit: int | None, limits: dict | None,
         part: str, max_gen_toks: int | None, chat_template: bool, gguf_type: str | None = None,
-        api_model: str = "", seed: int = 1234) -> Artifact:
+        api_model: str = "", seed: int = 1234, lora: str | None = None) -> Artifact:
     if part not in offline_data.PARTS:
         raise ConfigError(f"stage.run.part={part!r}: expected one of {offline_data.PARTS}")
     tasks = list(tasks)
@@ -100,28 +115,37 @@ def run(ctx: StageContext, model: str, kind: str, tasks: list[str], limit: int |
     per_task = task_limits(tasks, limit, limits)
     target, identity = resolve_target(ctx, kind, model, gguf_type, api_model)
     inputs = {"model": identity}
+    target = with_lora(ctx, target, inputs, lora)
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
 
     table, records, wall = evaluate_suite(target, tasks, per_task, part, seed, chat_template, max_gen_toks)
     counts = {t: sum(r["task"] == t for r in records) for t in tasks}
+    by_item = scores_by_item(records)
+    found = estimates.task_estimates(by_item, PRIMARY)
     with ctx.create_artifact(inputs) as out:
-        (out.dir / "results.json").write_text(json.dumps({"kind": kind, "location": target.location,
-                                                          "scores": table, "counts": counts}, indent=2))
+        (out.dir / "results.json").write_text(json.dumps({
+            "kind": kind, "location": target.location, "lora": target.lora, "scores": table, "counts": counts,
+            "estimates": {k: e.to_dict() for k, e in found.items()}}, indent=2))
+        (out.dir / "item_scores.json").write_text(json.dumps(by_item))
         write_samples(out.dir / "samples.jsonl", records)
-        (out.dir / "table.md").write_text(markdown_table(table, counts))
-        out.metrics.update(flat_metrics(table))
-        out.metrics.update({"items": len(records), "eval_wall_s": round(wall, 1)})
+        (out.dir / "table.md").write_text(markdown_table(found))
+        out.metrics.update(flat_metrics(table, found))
+        out.metrics.update({"items": len(records), "eval_wall_s": round(wall, 1),
+                            "items_per_s": round(len(records) / max(wall, 1e-9), 2)})
+        out.extra["estimates"] = {k: e.to_dict() for k, e in found.items()}
+        out.extra["headline"] = [f"{k} {e}" for k, e in found.items()]
         out.extra["data"] = [offline_data.source_record(SET_OF[t], part) | {"items": counts[t]} for t in tasks]
         out.extra["model_kind"] = kind
-        log.info("suite on %s (%s):\n%s", target.location, kind, markdown_table(table, counts))
+        log.info("suite on %s (%s%s):\n%s", target.location, kind, f" + LoRA {target.lora}" if target.lora else "",
+                 markdown_table(found))
     return out.artifact
 
 
 def stage_config(**knobs) -> dict:
     """The resolved `stage` node `evaluate.py stage=suite` would have with these knobs."""
-    knobs = {"model": "base", "kind": "hf", "gguf_type": None, "api_model": "", "limit": None, "limits": None,
-             "part": "gate", "max_gen_toks": None, "chat_template": False, "seed": 1234, **knobs}
+    knobs = {"model": "base", "kind": "hf", "gguf_type": None, "api_model": "", "lora": None, "limit": None,
+             "limits": None, "part": "gate", "max_gen_toks": None, "chat_template": False, "seed": 1234, **knobs}
     knobs["limits"] = dict(knobs["limits"]) if knobs["limits"] else None
     knobs["tasks"] = list(knobs["tasks"])
     return {"name": "suite", "area": "evaluate", "run": {"_target_": f"{__name__}.run", "_partial_": True, **knobs}}

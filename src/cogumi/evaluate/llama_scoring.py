@@ -1,0 +1,119 @@
+"""Continuation loglikelihoods from llama.cpp, scoring all options of one item in one pass.
+
+Why not `Llama.eval` + `Llama.scores`: with `logits_all=True` llama.cpp computes the output layer for
+every context position (49k-wide for SmolLM2) and llama-cpp-python copies every row into `scores`,
+so a 300-token prompt costs 300 vocabulary rows to read one. Here a second context on the same
+weights has a unified KV cache with several sequences: the shared context is decoded once in
+sequence 0 (logits for its last token only), each option's sequence starts as a copy of it
+(`llama_memory_seq_cp`, no recompute), and the continuations of all options go through one batch
+that asks for logits only on the rows that are scored.
+"""
+
+import ctypes
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def log_softmax_row(row: np.ndarray) -> np.ndarray:
+    row = row.astype(np.float64)
+    shifted = row - row.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+class MultiSequenceScorer:
+    """Scores continuations of one context on a llama.cpp context with `n_seq` sequences."""
+
+    def __init__(self, llm, n_ctx: int = 4096, n_batch: int = 512, n_seq: int = 16, n_threads: int | None = None):
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self._llama_cpp = llama_cpp
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
+        params.n_seq_max, params.kv_unified = n_seq, True  # one cache shared by the options: copies are free
+        params.n_threads = params.n_threads_batch = n_threads or llm.n_threads_batch
+        self.context = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self.batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=n_seq, verbose=False)
+        self.memory = llama_cpp.llama_get_memory(self.context.ctx)
+        self.n_ctx, self.n_batch, self.n_seq = n_ctx, n_batch, n_seq
+        self.n_vocab = llm.n_vocab()
+        self.cached: list[int] = []  # tokens held by sequence 0
+        adapter = getattr(llm, "_lora_adapter", None)
+        if adapter is not None:  # the same LoRA as the generation context, at the same scale
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+            scales = (ctypes.c_float * 1)(llm.lora_scale)
+            if llama_cpp.llama_set_adapters_lora(self.context.ctx, adapters, 1, scales):
+                raise RuntimeError("llama.cpp refused the LoRA adapter on the scoring context")
+
+    # ---- batches -------------------------------------------------------------------------------
+    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> list[np.ndarray]:
+        """Decode (token, position, sequence, wants_logits) entries; the log-softmax rows asked for, in order."""
+        rows = []
+        for start in range(0, len(entries), self.n_batch):
+            chunk = entries[start:start + self.n_batch]
+            b = self.batch.batch
+            b.n_tokens = len(chunk)
+            for i, (token, pos, seq, wants) in enumerate(chunk):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, wants
+                b.seq_id[i][0] = seq
+            self.context.decode(self.batch)
+            for i, (_, _, _, wants) in enumerate(chunk):
+                if wants:
+                    pointer = self.context.get_logits_ith(i)
+                    rows.append(log_softmax_row(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))))
+        return rows
+
+    def _load_context(self, context: list[int]) -> np.ndarray:
+        """Sequence 0 holds `context` (reusing the cached prefix); the log-softmax row after its last token."""
+        same = 0
+        limit = min(len(self.cached), len(context))
+        while same < limit and self.cached[same] == context[same]:
+            same += 1
+        same = min(same, len(context) - 1)  # the last token is decoded again: its logits are needed
+        self._llama_cpp.llama_memory_seq_rm(self.memory, 0, same, -1)
+        self.cached = self.cached[:same]
+        todo = context[same:]
+        row = self._decode([(t, same + i, 0, i == len(todo) - 1) for i, t in enumerate(todo)])[0]
+        self.cached = list(context)
+        return row
+
+    # ---- scoring -------------------------------------------------------------------------------
+    def score(self, context: list[int], continuations: list[list[int]]) -> list[tuple[float, bool]]:
+        """(sum of continuation token logprobs, whether greedy decoding would produce it) per continuation."""
+        results: list[tuple[float, bool] | None] = [None] * len(continuations)
+        room = self.n_ctx - 1
+        group: list[int] = []
+        for index in sorted(range(len(continuations)), key=lambda i: len(continuations[i])):
+            used = sum(len(continuations[i]) for i in group) + len(continuations[index])
+            if group and (len(group) == self.n_seq - 1 or len(context) + used > room):
+                self._score_group(context, continuations, group, results)
+                group = []
+            group.append(index)
+        self._score_group(context, continuations, group, results)
+        return results  # type: ignore[return-value]
+
+    def _score_group(self, context, continuations, group, results) -> None:
+        longest = sum(len(continuations[i]) for i in group)
+        # As lm-eval's hf model: a context too long for the window loses its oldest tokens.
+        keep = max(1, min(len(context), self.n_ctx - 1 - longest))
+        context = context[-keep:]
+        first_row = self._load_context(context)
+        entries, owners = [], []
+        for seq, index in enumerate(group, start=1):
+            self._llama_cpp.llama_memory_seq_cp(self.memory, 0, seq, -1, -1)
+            for offset, token in enumerate(continuations[index][:-1]):
+                entries.append((token, len(context) + offset, seq, True))
+                owners.append(index)
+        rows = self._decode(entries) if entries else []
+        by_option = {index: [first_row] for index in group}
+        for owner, row in zip(owners, rows):
+            by_option[owner].append(row)
+        for seq, index in enumerate(group, start=1):
+            targets = np.asarray(continuations[index])
+            stacked = np.stack(by_option[index])
+            logprob = float(stacked[np.arange(len(targets)), targets].sum())
+            results[index] = (logprob, bool((stacked.argmax(axis=-1) == targets).all()))
+            self._llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
