@@ -127,9 +127,10 @@ def test_lm_eval_local_chat_completions_generates_through_the_api(server, monkey
 @pytest.fixture(scope="module")
 def runtime():
     from cogumi.assets import embedded_model_dir
-    from cogumi.serve.runtime import LlamaRuntime
+    from cogumi.serve.engine_local import LlamaEngine
+    from cogumi.serve.routing import RoutedRuntime
 
-    return LlamaRuntime(embedded_model_dir() / "source.gguf", "smollm2-135m", n_ctx=256, n_threads=2)
+    return RoutedRuntime(LlamaEngine(embedded_model_dir() / "source.gguf", "smollm2-135m", n_ctx=256, n_threads=2))
 
 
 def _client(runtime, keys=("k1",), **limits):

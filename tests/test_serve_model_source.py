@@ -9,7 +9,8 @@ from cogumi.artifacts import ArtifactStore
 from cogumi.errors import ArtifactError, ConfigError
 from cogumi.hashing import sha256_file
 from cogumi.models.spec import ModelSpec
-from cogumi.serve.model_source import resolve_gguf
+from cogumi.serve.model_source import resolve_gguf, resolve_served
+from cogumi.serve.modifier_catalog import resolve_modifiers
 
 
 def _artifact(store_root, stage, files: dict):
@@ -53,3 +54,43 @@ def test_pack_artifact_is_unpacked_into_the_cache_and_verified(tmp_path, embedde
     assert served.name == "smollm2-135m-pack-q4_k_m" and str(tmp_path / "cache") in str(served.path)
     assert sha256_file(served.path) == sha256_file(gguf)
     assert not any(p.name.endswith(".gguf") for p in (folder / "packed").iterdir())  # the artifact is untouched
+
+
+def _stored(store, stage, name, files: dict, manifest_extra: dict | None = None, created="2026-01-01T00:00:00"):
+    folder = store.root / stage / name
+    for relative, text in files.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(text)
+    (folder / "manifest.json").write_text(json.dumps({"stage": stage, "name": name, "created_at": created,
+                                                      **(manifest_extra or {})}))
+    return folder
+
+
+def test_auto_serves_the_promoted_students_gguf_else_the_latest_else_base(tmp_path):
+    base = tmp_path / "base.gguf"
+    base.write_text("base")
+    spec = ModelSpec(name="smollm2-135m", hf_id="x", gguf=str(base))
+    store = ArtifactStore(tmp_path / "artifacts")
+    assert resolve_served("auto", spec, store).path == base
+    student = _stored(store, "sft", "student", {"model/config.json": "{}"})
+    from_student = _stored(store, "gguf", "a", {"gguf/Q4_K_M.gguf": "s"},
+                           {"inputs": [{"name": "model", "path": str(student)}]})
+    newer = _stored(store, "gguf", "b", {"gguf/Q4_K_M.gguf": "n"}, created="2026-01-02T00:00:00")
+    assert resolve_served("auto", spec, store).path == newer / "gguf" / "Q4_K_M.gguf"  # nothing promoted yet
+    store.promote(store.resolve(str(student)), "student")
+    assert resolve_served("auto", spec, store).path == from_student / "gguf" / "Q4_K_M.gguf"
+
+
+def test_every_promoted_modifier_is_found_and_a_named_missing_one_is_an_error(tmp_path):
+    store = ArtifactStore(tmp_path / "artifacts")
+    for domain in ("code", "math"):
+        folder = _stored(store, "modifier", domain, {"lora/adapter.gguf": domain},
+                         {"extra": {"modifier": {"domain": domain, "base_gguf": "x"}}})
+        store.promote(store.resolve(str(folder)), f"modifier-{domain}")
+    _stored(store, "modifier", "unpromoted", {"lora/adapter.gguf": "u"}, {"extra": {"modifier": {"domain": "law"}}})
+    found = resolve_modifiers("promoted", store)
+    assert [(m.domain, m.path.read_text(), m.served_name) for m in found] == [
+        ("code", "code", "cogumi/code"), ("math", "math", "cogumi/math")]
+    assert resolve_modifiers(None, store) == []
+    with pytest.raises(ConfigError, match="stage.run.modifiers.law"):
+        resolve_modifiers({"law": str(tmp_path / "missing.gguf")}, store)

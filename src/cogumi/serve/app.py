@@ -85,8 +85,9 @@ def build_app(runtime: Runtime, gate: Gate, request_log: RequestLog, info: dict 
         request.state.key = key = gate.authenticate(request.headers.get("authorization"))
         gate.check_rate(key)
         body = await gate.read_body(request, schemas.ChatRequest if kind == "chat" else schemas.CompletionRequest)
+        requested, mode = body.requested_model(), body.requested_mode()
         try:
-            runtime.route(body.model)
+            runtime.check_model(requested)
         except UnknownModelError as err:
             raise ApiError(404, str(err), "invalid_request_error", param="model", code="model_not_found")
         params = GenerationParams(
@@ -97,10 +98,10 @@ def build_app(runtime: Runtime, gate: Gate, request_log: RequestLog, info: dict 
         if kind == "chat":
             messages = [m.as_dict() for m in body.messages]
             prompt_text, prompt_for_log = runtime.chat_prompt(messages), messages
-            call = lambda **kw: runtime.chat(messages, params, model=body.model, **kw)  # noqa: E731
+            call = lambda **kw: runtime.chat(messages, params, model=requested, mode=mode, **kw)  # noqa: E731
         else:
             prompt_text = prompt_for_log = body.prompt_text()
-            call = lambda **kw: runtime.complete(prompt_text, params, model=body.model, **kw)  # noqa: E731
+            call = lambda **kw: runtime.complete(prompt_text, params, model=requested, mode=mode, **kw)  # noqa: E731
         prompt_tokens = runtime.count_tokens(prompt_text)
         if prompt_tokens + params.max_tokens > runtime.n_ctx:
             raise ApiError(413, f"prompt of {prompt_tokens} tokens + max_tokens={params.max_tokens} exceeds the "
@@ -109,7 +110,7 @@ def build_app(runtime: Runtime, gate: Gate, request_log: RequestLog, info: dict 
         request.state.prompt = prompt_for_log
         gate.admit()
         queued_at = time.perf_counter()
-        model_name = body.model if body.model in runtime.models() else runtime.models()[0]
+        model_name = requested if requested in runtime.models() else runtime.models()[0]
         if body.stream:
             request.state.streaming = True
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -127,7 +128,7 @@ def build_app(runtime: Runtime, gate: Gate, request_log: RequestLog, info: dict 
         request.state.reply = done.text
         rid = schemas.new_id("chatcmpl" if kind == "chat" else "cmpl")
         build = schemas.chat_response if kind == "chat" else schemas.completion_response
-        return build(rid, model_name, done)
+        return build(rid, done.routing.model or model_name, done)
 
     async def _stream(request, kind, call, model_name, include_usage, queued_at, key, prompt_for_log):
         loop, queue, cancelled = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
@@ -197,6 +198,7 @@ def build_app(runtime: Runtime, gate: Gate, request_log: RequestLog, info: dict 
 
 def _record(done) -> dict:
     r = done.routing
-    return {"route": r.route, "model": r.model, "adapter": r.adapter, "confidence": r.confidence,
-            "prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
+    return {"route": r.route, "model": r.model, "adapter": r.adapter, "domain": r.domain,
+            "confidence": r.confidence, "mode": r.mode, "decided_by": r.decided_by,
+            "escalated_from": r.escalated_from, "prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
             "finish_reason": done.finish_reason, **r.timings}

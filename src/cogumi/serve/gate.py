@@ -22,7 +22,7 @@ class Limits:
     default_max_tokens: int = 256
     default_temperature: float = 0.7
     default_top_p: float = 0.95
-    queue_size: int = 64  # requests allowed to wait while one runs; more -> 503
+    queue_size: int = 64  # requests allowed to wait while the workers run; more -> 503
     rate_per_minute: float = 600  # per key; 0 = unlimited
     rate_burst: int = 60
 
@@ -36,11 +36,13 @@ class ApiError(Exception):
 
 
 class Gate:
-    def __init__(self, keys: KeyRing, limits: Limits):
+    def __init__(self, keys: KeyRing, limits: Limits, workers: int = 1):
         self.keys, self.limits = keys, limits
         self.rate = RateLimiter(limits.rate_per_minute, limits.rate_burst)
         self.pending = 0  # queued + running generations
-        self.worker = asyncio.Semaphore(1)  # llama.cpp serves one generation at a time
+        # Generations running at once: 1 in-process (one llama.cpp context), the slots of llama-server.
+        self.workers = workers
+        self.worker = asyncio.Semaphore(workers)
 
     def authenticate(self, authorization: str | None) -> str:
         """The key's name (or 'anonymous' when auth is off)."""
@@ -96,7 +98,7 @@ class Gate:
 
     def admit(self) -> None:
         """Count a request into the queue, or refuse it when the queue is full."""
-        if self.pending >= self.limits.queue_size + 1:
+        if self.pending >= self.limits.queue_size + self.workers:
             raise ApiError(503, f"server busy: {self.pending} requests queued (limit {self.limits.queue_size})",
                            "server_busy", code="queue_full", headers={"Retry-After": "1"})
         self.pending += 1

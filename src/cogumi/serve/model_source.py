@@ -92,3 +92,25 @@ def resolve_gguf(ref: str, model: ModelSpec, store: ArtifactStore) -> ServedMode
     else:
         raise ArtifactError(f"'{ref}' ({artifact.path}) holds no gguf/ or packed/ folder")
     return ServedModel(gguf, f"{model.name}-{artifact.stage}-{_type_of(gguf)}".lower(), artifact)
+
+
+def resolve_served(ref: str, model: ModelSpec, store: ArtifactStore) -> ServedModel:
+    """`auto` = what the pipeline built: `promoted:student`'s GGUF, else the latest GGUF artifact, else
+    the model group's GGUF. Any other value goes to `resolve_gguf`."""
+    if ref != "auto":
+        return resolve_gguf(ref, model, store)
+    try:
+        student = store.resolve("promoted:student")
+    except ArtifactError:
+        student = None
+    if student is not None:
+        if (student.path / "gguf").is_dir() or (student.path / "packed").is_dir():
+            return resolve_gguf(str(student.path), model, store)
+        # The gate promotes the HF student; its GGUF is the newest gguf artifact made from it.
+        for artifact in reversed(store.artifacts("gguf")):
+            if any(record.get("path") == str(student.path) for record in artifact.manifest.get("inputs", [])):
+                return resolve_gguf(str(artifact.path), model, store)
+        log.warning("promoted:student (%s) has no GGUF export yet: falling back", student.ref)
+    if store.artifacts("gguf"):
+        return resolve_gguf("latest:gguf", model, store)
+    return resolve_gguf("base", model, store)

@@ -30,6 +30,14 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class CogumiOptions(BaseModel):
+    """Cogumi's own request field: `{"cogumi": {"mode": "speed", "modifier": "code"}}`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    mode: Literal["speed", "balanced", "quality"] | None = None
+    modifier: str | None = None  # a served modifier's domain, or "base": the same as model=cogumi/<domain>
+
+
 class Sampling(BaseModel):
     # Unknown OpenAI fields (logit_bias, user, ...) are ignored; known ones are type-checked strictly.
     model_config = ConfigDict(strict=True, extra="ignore")
@@ -43,6 +51,16 @@ class Sampling(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1)  # one choice per request: the runtime serves one stream at a time
+    cogumi: CogumiOptions | None = None
+
+    def requested_model(self) -> str | None:
+        """The model the request forces: the `cogumi.modifier` override wins over `model`."""
+        if self.cogumi and self.cogumi.modifier:
+            return "base" if self.cogumi.modifier == "base" else f"cogumi/{self.cogumi.modifier}"
+        return self.model
+
+    def requested_mode(self) -> str | None:
+        return self.cogumi.mode if self.cogumi else None
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
