@@ -1,14 +1,16 @@
-"""Load test on loopback: N concurrent clients × M requests each against `serve.py`.
+"""Load test on loopback: N concurrent clients × M generating requests each against `serve.py`,
+mixed routes: the base, `auto` (the router, when there is one) and each modifier by name.
 
 Each client has its own API key (as separate users would), so the per-key rate limit applies per
-client; the server runs with its configured limits. Reports latency p50/p90/p99, throughput and
-errors by status. Goal from the issue: zero errors other than deliberate 429/503, and none of those
-under the configured limits. `--overload` adds a short phase with a tiny queue to show that the
+client; the server runs with its configured limits. Reports latency p50/p90/p99 overall and per
+route/adapter (from each reply's `cogumi` record), throughput and errors by status. Goal from the
+issue: zero errors other than deliberate 429/503, and none of those under the configured limits.
+Modifiers: the promoted ones, else two test LoRAs (random PEFT adapters on the embedded model). `--overload` adds a short phase with a tiny queue to show that the
 server sheds load with 503 + Retry-After instead of queueing without bound.
 Prints JSON and writes benchmarks/results/serve_load.json.
 
-    .venv/bin/python benchmarks/serve_load.py                          # 50 clients × 200 requests
-    .venv/bin/python benchmarks/serve_load.py --clients 50 --requests 20 --overload
+    .venv/bin/python benchmarks/serve_load.py                          # 32 clients × 20 requests × 32 tokens
+    .venv/bin/python benchmarks/serve_load.py --engine llama-server --overload
 """
 
 import argparse
@@ -21,79 +23,107 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test LoRA builder
+
+from cogumi.artifacts import ArtifactStore  # noqa: E402
+from cogumi.paths import outputs_dir  # noqa: E402
 from cogumi.serve.launch import running_server  # noqa: E402
+from cogumi.serve.modifier_catalog import promoted_modifiers  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
-BODY = {"model": "base", "messages": [{"role": "user", "content": "Say hi."}], "temperature": 0}
+QUESTIONS = ["Say hi.", "Write a Python function that adds two numbers.", "What is 12 times 7?",
+             "Name a planet.", "Give one tip for sleeping well."]
 
 
-async def client_loop(http, base: str, key: str, requests: int, max_tokens: int, latencies: list,
-                      statuses: Counter) -> None:
-    body = {**BODY, "max_tokens": max_tokens}
+async def client_loop(http, base: str, key: str, requests: int, max_tokens: int, models: list[str],
+                      latencies: list, statuses: Counter, by_route: dict, offset: int) -> None:
     headers = {"Authorization": f"Bearer {key}"}
-    for _ in range(requests):
+    for i in range(requests):
+        body = {"model": models[(offset + i) % len(models)], "temperature": 0, "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": QUESTIONS[(offset + i) % len(QUESTIONS)]}]}
         started = time.perf_counter()
         try:
             response = await http.post(f"{base}/v1/chat/completions", json=body, headers=headers)
             statuses[response.status_code] += 1
             if response.status_code == 200:
                 latencies.append(time.perf_counter() - started)
+                record = response.json()["cogumi"]
+                by_route.setdefault(f"{record['route']}:{record['adapter'] or '-'}", []).append(latencies[-1])
         except Exception as err:  # a refused or dropped connection is an error the report must show
             statuses[type(err).__name__] += 1
 
 
-async def load(base: str, keys: list[str], requests: int, max_tokens: int) -> dict:
+def _percentiles(values: list[float]) -> dict:
+    values = sorted(values)
+
+    def pct(p):
+        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 1) if values else None
+
+    return {"n": len(values), "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0),
+            "mean": round(statistics.mean(values) * 1000, 1) if values else None}
+
+
+async def load(base: str, keys: list[str], requests: int, max_tokens: int, models: list[str]) -> dict:
     import httpx
 
-    latencies, statuses = [], Counter()
+    latencies, statuses, by_route = [], Counter(), {}
     limits = httpx.Limits(max_connections=len(keys) + 5, max_keepalive_connections=len(keys) + 5)
     async with httpx.AsyncClient(timeout=600, limits=limits) as http:
         started = time.perf_counter()
-        await asyncio.gather(*(client_loop(http, base, key, requests, max_tokens, latencies, statuses)
-                               for key in keys))
+        await asyncio.gather(*(client_loop(http, base, key, requests, max_tokens, models, latencies, statuses,
+                                           by_route, i) for i, key in enumerate(keys)))
         wall = time.perf_counter() - started
-    latencies.sort()
-
-    def pct(p):
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 1) if latencies else None
-
-    return {"clients": len(keys), "requests_per_client": requests, "max_tokens": max_tokens,
+    return {"clients": len(keys), "requests_per_client": requests, "max_tokens": max_tokens, "models": models,
             "total": len(keys) * requests, "ok": statuses.get(200, 0),
             "statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)},
             "errors_other_than_429_503": sum(v for k, v in statuses.items() if k not in (200, 429, 503)),
             "wall_s": round(wall, 1), "requests_per_s": round(len(keys) * requests / wall, 1),
-            "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0),
-                           "mean": round(statistics.mean(latencies) * 1000, 1) if latencies else None}}
+            "latency_ms": _percentiles(latencies),
+            "latency_ms_by_route": {route: _percentiles(values) for route, values in sorted(by_route.items())}}
+
+
+def modifier_override() -> str:
+    """The promoted modifiers when there are some, else two test LoRAs (built once, cached)."""
+    if promoted_modifiers(ArtifactStore(outputs_dir() / "artifacts")):
+        return "stage.run.modifiers=promoted"
+    from serve_helpers import build_test_lora
+
+    return f"stage.run.modifiers={{alpha:'{build_test_lora('alpha', 1)}',beta:'{build_test_lora('beta', 2)}'}}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=200, help="per client")
-    parser.add_argument("--max-tokens", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=20, help="per client")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--engine", default="in-process", choices=("in-process", "llama-server"))
     parser.add_argument("--overload", action="store_true", help="also run a phase with queue_size=4")
     args = parser.parse_args()
 
     keys = [f"load-key-{i}" for i in range(args.clients)]
     env = {"COGUMI_API_KEYS": ",".join(keys)}
-    result = {"benchmark": "serve_load"}
-    # The configured limits (conf/stage/serve.yaml): queue 64 >= 50 clients, 600 req/min per key.
-    with running_server("stage.run.chat_page=false", "stage.run.request_log=null", env=env) as (base, _):
-        result["configured_limits"] = asyncio.run(load(base, keys, args.requests, args.max_tokens))
+    server_args = ("stage.run.chat_page=false", "stage.run.request_log=null", f"stage.run.engine={args.engine}",
+                   "stage.run.n_ctx=512", modifier_override())
+    result = {"benchmark": "serve_load", "engine": args.engine}
+    # The configured limits (conf/stage/serve.yaml): queue 64 >= 32 clients, 600 req/min per key.
+    with running_server(*server_args, env=env) as (base, _):
+        served = httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {keys[0]}"}).json()["data"]
+        models = ["auto", *(m["id"] for m in served)]
+        result["configured_limits"] = asyncio.run(load(base, keys, args.requests, args.max_tokens, models))
         print(json.dumps(result["configured_limits"]), flush=True)
     if args.overload:
-        with running_server("stage.run.chat_page=false", "stage.run.request_log=null",
-                            "stage.run.limits.queue_size=4", env=env) as (base, _):
+        with running_server(*server_args, "stage.run.limits.queue_size=4", env=env) as (base, _):
             result["overload_queue_4"] = asyncio.run(load(base, keys, max(1, args.requests // 10),
-                                                          args.max_tokens))
+                                                          args.max_tokens, models))
     result["goal_zero_errors_under_limits"] = (
         result["configured_limits"]["ok"] == result["configured_limits"]["total"])
     # Other work on the machine moves absolute numbers a lot on 2 cores: record how busy it was.
     result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    RESULTS.with_name(f"serve_load_{args.engine}.json" if args.engine != "in-process" else RESULTS.name).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -4,6 +4,7 @@ question, watch the answer stream in, read the routing panel, export the convers
 Set COGUMI_SCREENSHOT=<file.png> to keep the screenshot (otherwise it lands in pytest's tmp folder).
 """
 
+import json
 import os
 import re
 import shutil
@@ -81,6 +82,10 @@ def test_chat_page_streams_an_answer_and_shows_routing(browser, tmp_path):
         assert "base" in routing and "smollm2-135m" in routing
         tokens = re.search(r'"tokens"\s*:\s*(\d+)', routing)
         assert tokens and 0 < int(tokens.group(1)) <= 32, routing  # the page's max tokens reached the API
+        # The one-line summary under the controls: route, domain, confidence, swap time of this answer.
+        summary = browser.find_element(By.ID, "cogumi-route").text
+        assert "route base" in summary and "swap" in summary and "confidence" in summary, summary
+        assert browser.find_elements(By.CSS_SELECTOR, "#cogumi-mode input[value=quality]")  # the mode choice
 
         # Second turn keeps the history: two bot messages.
         box.send_keys("Now in one line.")
@@ -91,4 +96,6 @@ def test_chat_page_streams_an_answer_and_shows_routing(browser, tmp_path):
         browser.find_element(By.ID, "cogumi-export").click()
         exports = outputs / "chat" / "exports"
         WebDriverWait(browser, 30).until(lambda d: exports.is_dir() and any(exports.glob("*.json")))
-        assert "Write a short poem" in next(exports.glob("*.json")).read_text()
+        exported = json.loads(next(exports.glob("*.json")).read_text())
+        assert "Write a short poem" in exported["messages"][0]["content"]
+        assert [r["route"] for r in exported["routing"]] == ["base", "base"]  # each answer's record

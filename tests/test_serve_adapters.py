@@ -2,10 +2,13 @@
 llama.cpp's converter) applied per request on one loaded model, never reloading it."""
 
 import threading
+import time
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
+import uvicorn
 
+from cogumi.serve.launch import free_port
 from cogumi.serve.runtime import GenerationParams
 from serve_helpers import build_test_lora
 
@@ -66,12 +69,19 @@ def test_concurrent_requests_on_different_adapters_get_their_own_output_and_reco
     from cogumi.serve.routing import RoutedRuntime
 
     sequential = {name: engine.generate(QUESTION, GREEDY, adapter=name).text for name in ("alpha", "beta")}
-    client = TestClient(build_app(RoutedRuntime(engine), Gate(KeyRing({}), Limits()), RequestLog(None)))
+    app = build_app(RoutedRuntime(engine), Gate(KeyRing({}), Limits()), RequestLog(None))
+    port = free_port()
+    # A real uvicorn server (one event loop), as serve.py runs it; two client threads hit it at once.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    while not server.started:
+        time.sleep(0.05)
     replies, barrier = {}, threading.Barrier(2)
 
     def ask(name):
         barrier.wait()
-        replies[name] = client.post("/v1/chat/completions", json={
+        replies[name] = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=120, json={
             "model": f"cogumi/{name}", "messages": QUESTION, "max_tokens": 16, "temperature": 0, "seed": 11}).json()
 
     threads = [threading.Thread(target=ask, args=(name,)) for name in ("alpha", "beta")]
@@ -79,6 +89,8 @@ def test_concurrent_requests_on_different_adapters_get_their_own_output_and_reco
         thread.start()
     for thread in threads:
         thread.join()
+    server.should_exit = True
+    serving.join(timeout=30)
     for name in ("alpha", "beta"):
         reply = replies[name]
         assert reply["choices"][0]["message"]["content"] == sequential[name]

@@ -15,9 +15,11 @@ from cogumi.errors import CogumiError
 from cogumi.paths import outputs_dir
 
 MODES = {"precise": 0.0, "balanced": 0.7, "creative": 1.0}  # mode -> temperature
+ROUTING_MODES = ("speed", "balanced", "quality")
 HELP = """commands:
   /help                 this list
   /mode [name]          show or set the sampling mode: precise (greedy), balanced, creative
+  /route [name]         show or set the routing mode: speed, balanced, quality (or server = its default)
   /save [file]          save the session (default outputs/chat/sessions/<time>.json)
   /load <file>          load a saved session and continue it
   /stats                tokens, time to first token and speed, last answer and session
@@ -31,6 +33,7 @@ class ChatSession:
     mode: str = "balanced"
     model: str | None = None
     turns: list[dict] = field(default_factory=list)  # per answer: tokens, ttft_s, seconds, route
+    routing_mode: str | None = None  # None = the server's default
 
     @property
     def temperature(self) -> float:
@@ -78,6 +81,13 @@ class ChatSession:
                 return f"unknown mode '{arg}'; modes: {', '.join(MODES)}", False
             self.mode = arg
             return f"mode set to {arg} (temperature {self.temperature})", False
+        if name == "/route":
+            if not arg:
+                return f"routing mode {self.routing_mode or 'server default'}; modes: {', '.join(ROUTING_MODES)}", False
+            if arg not in ROUTING_MODES + ("server",):
+                return f"unknown routing mode '{arg}'; modes: {', '.join(ROUTING_MODES)}, server", False
+            self.routing_mode = None if arg == "server" else arg
+            return f"routing mode set to {arg}", False
         if name == "/save":
             return f"session saved to {self.save(arg or None)}", False
         if name == "/load":
@@ -94,13 +104,20 @@ class ChatSession:
         return f"unknown command {name}; /help lists them", False
 
 
+def _routing_note(turn: dict) -> str:
+    confidence = turn.get("confidence")
+    return (f"adapter {turn.get('adapter') or '-'} · domain {turn.get('domain') or '-'} · confidence "
+            f"{f'{confidence:.2f}' if isinstance(confidence, (int, float)) else '-'} · by {turn.get('decided_by')}")
+
+
 def stream_answer(client, session: ChatSession, max_tokens: int, on_text) -> dict:
     """Ask for the next answer, calling on_text per piece; record the turn and return it."""
     started = time.perf_counter()
     first, pieces, usage, routing = None, [], None, {}
     stream = client.chat.completions.create(
-        model=session.model or "base", messages=session.messages, max_tokens=max_tokens,
-        temperature=session.temperature, stream=True, stream_options={"include_usage": True})
+        model=session.model or "auto", messages=session.messages, max_tokens=max_tokens,
+        temperature=session.temperature, stream=True, stream_options={"include_usage": True},
+        extra_body={"cogumi": {"mode": session.routing_mode}} if session.routing_mode else None)
     for chunk in stream:
         routing = (chunk.model_extra or {}).get("cogumi") or routing
         usage = chunk.usage or usage
@@ -113,7 +130,8 @@ def stream_answer(client, session: ChatSession, max_tokens: int, on_text) -> dic
     turn = {"tokens": usage.completion_tokens if usage else len(pieces),
             "ttft_s": round((first or time.perf_counter()) - started, 3),
             "seconds": round(time.perf_counter() - started, 3), "route": routing.get("route", "?"),
-            "model": routing.get("model")}
+            "model": routing.get("model"), "adapter": routing.get("adapter"), "domain": routing.get("domain"),
+            "confidence": routing.get("confidence"), "decided_by": routing.get("decided_by")}
     session.turns.append(turn)
     return turn
 
@@ -166,4 +184,4 @@ def run_chat(url: str | None, key: str | None, session_file: str | None, max_tok
                 console.print(f"\n[red]error: {err}[/]")
                 continue
             console.print(f"\n[dim]{turn['route']} · {turn['tokens']} tokens · "
-                          f"{turn['tokens'] / max(turn['seconds'], 1e-9):.1f} tok/s[/]")
+                          f"{turn['tokens'] / max(turn['seconds'], 1e-9):.1f} tok/s · {_routing_note(turn)}[/]")
