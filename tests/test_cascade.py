@@ -1,6 +1,7 @@
 """The teacher cascade: each tier sees only what the earlier ones left unsolved; wrong answers never enter the data."""
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -120,3 +121,20 @@ def test_an_unreachable_optional_tier_passes_its_items_on(tmp_path):
     kept, funnel, unsolved = run_cascade(items, tiers, Verifier("final_number"))
     assert funnel[0].status == "unavailable" and funnel[0].attempted == 0
     assert tiers[1].seen == ["m/0", "m/1"] and [k.item.id for k in kept] == ["m/1"]
+
+
+@pytest.mark.parametrize("task", ["cogumi_bfcl", "cogumi_gsm8k", "cogumi_mbpp", "cogumi_humaneval",
+                                  "cogumi_arc_challenge", "cogumi_mmlu", "cogumi_truthfulqa"])
+def test_the_reference_tier_answers_pass_and_a_corrupted_one_does_not(task):
+    """The set's own answers, as the reference tier writes them, pass the task's verifier; tampered ones fail."""
+    from cogumi.modifiers.items import TASKS, load_items
+
+    verifier = Verifier(TASKS[task][2])
+    items = load_items(task, "mine", 5)
+    assert len(items) == 5 and all(verifier.check(i, i.reference).passed for i in items)
+    if task != "cogumi_truthfulqa":  # (an open answer has no single wrong twin)
+        wrong = {"cogumi_bfcl": lambda r: r.replace("(", "_v2(", 1), "cogumi_gsm8k": lambda r: re.sub(r"answer is (-?\d+)", lambda m: f"answer is {int(m.group(1)) + 1}", r),
+                 "cogumi_mbpp": lambda r: r.replace("return", "return None and", 1),
+                 "cogumi_humaneval": lambda r: "return None and".join(r.rsplit("return", 1))}.get(
+            task, lambda r: ("B" if r[0] == "A" else "A") + r[1:])
+        assert not any(verifier.check(i, wrong(i.reference)).passed for i in items)

@@ -129,3 +129,46 @@ def test_gguf_lora_in_llama_cpp_matches_the_merged_hf_model(embedded_model, tmp_
     assert lora_effect > 20 * (lora_gap + 1e-3), "the LoRA must change the model far more than the engines differ"
     assert agreement >= 0.95
     assert lora_gap <= 2 * engine_gap + 1e-3
+
+
+def _run_in_process(entry: str, stage: str, overrides: list[str]):
+    from hydra.utils import instantiate
+
+    from cogumi.entry import build_context, compose_entry
+
+    cfg = compose_entry(entry, [f"stage={stage}", *overrides])
+    return instantiate(cfg.stage.run)(build_context(cfg, stage))
+
+
+@pytest.mark.slow
+def test_cascade_then_modifier_on_the_embedded_model(outputs, embedded_model):
+    """The two stages end to end, tiny: the artifact layout the server and the router rely on."""
+    common = ["logger=none", "domain=automation", "hardware.threads=2"]
+    cascade = _run_in_process("train", "cascade", [
+        *common, "stage.run.model=base", "stage.run.mine_items=8", "stage.run.max_records=8",
+        "stage.run.tiers=[{kind: self, n: 2, temperature: 0.8}, {kind: reference}]"])
+    funnel = cascade.manifest["cascade"]["funnel"]
+    assert [r["tier"] for r in funnel] == ["student (greedy)", "self", "reference"]
+    assert funnel[0]["attempted"] == 8 and funnel[1]["attempted"] == 8 - funnel[0]["solved"]
+    assert funnel[2]["attempted"] == funnel[1]["attempted"] - funnel[1]["solved"]  # only what `self` left
+    records = [json.loads(line) for split in ("train", "val") for line in
+               (cascade.path / f"{split}.jsonl").read_text().splitlines()]
+    assert len(records) == cascade.metrics["records"] == funnel[1]["kept"] + funnel[2]["kept"]
+    assert all(r["metadata"]["verified"] == "key" for r in records)
+    assert (cascade.path / "funnel.png").is_file()
+
+    modifier = _run_in_process("train", "modifier", [
+        *common, "stage.run.model=base", "domain.lora_rank=4", "stage.run.replay_dataset=null",
+        "stage.run.max_steps=2", "stage.run.val_every=2", "stage.run.save_every=2", "stage.run.seq_len=512",
+        "stage.run.progress_bar=false", "stage.run.comparison.own_items=4", "stage.run.gguf_type=ignored"])
+    for relative in ("adapter/adapter_config.json", "lora/adapter.gguf", "card.md", "comparison.json"):
+        assert (modifier.path / relative).is_file(), relative
+    assert modifier.metrics["rank"] == 4 and modifier.metrics["train_records"] == len(
+        (cascade.path / "train.jsonl").read_text().splitlines())
+    assert 0 < modifier.metrics["adapter_mb"] < 10
+    info = modifier.manifest["modifier"]
+    assert info["domain"] == "automation" and info["rank"] == 4 and info["base_gguf"].endswith(".gguf")
+    assert modifier.metrics["own/n"] == 4
+    # 4 items can never show a significant gain: the modifier must not be promoted.
+    assert modifier.metrics["gate_passed"] == 0
+    assert not (outputs / "artifacts" / "promoted" / "modifier-automation.json").exists()

@@ -9,7 +9,9 @@ Answered feedback lines that pass the verifier (or came from a teacher route) ar
 
 import json
 import logging
+import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -27,8 +29,7 @@ from cogumi.modifiers.verifiers import REPLY_STOPS, verifier_from
 from cogumi.stage import StageContext
 from cogumi.teachers.cascade import FunnelRow, KeptAnswer, run_cascade
 from cogumi.teachers.client import TeacherClient
-from cogumi.teachers.spec import TeacherSpec
-from cogumi.teachers.tiers import TierUnavailable, build_tier
+from cogumi.teachers.tiers import TierUnavailable, build_tier, teacher_spec
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,7 @@ def _judge_client(tiers: list[dict], out_dir: Path):
     endpoint = next((t for t in tiers if t["kind"] == "endpoint"), None)
     if endpoint is None:
         raise ConfigError("verifier kind 'judge' needs an endpoint tier to judge with")
-    return TeacherClient(TeacherSpec(**{k: v for k, v in endpoint["teacher"].items() if k != "_target_"}),
-                         ledger_path=out_dir / "teacher_ledger.jsonl")
+    return TeacherClient(teacher_spec(endpoint["teacher"]), ledger_path=out_dir / "teacher_ledger.jsonl")
 
 
 def _tiers(settings: list[dict], sampler, out_dir: Path, max_tokens: int, stop: list[str], seed: int):
@@ -69,8 +69,9 @@ def _tiers(settings: list[dict], sampler, out_dir: Path, max_tokens: int, stop: 
             tiers.append(build_tier(tier, sampler=sampler, ledger=out_dir / "teacher_ledger.jsonl",
                                     max_tokens=max_tokens, stop=tuple(stop), seed=seed))
         except TierUnavailable as err:
-            log.warning("tier %s skipped: %s", tier.get("teacher", {}).get("name", tier["kind"]), err)
-            skipped.append(FunnelRow(tier.get("teacher", {}).get("name", tier["kind"]), status="unavailable"))
+            name = teacher_spec(tier["teacher"]).name if tier["kind"] == "endpoint" else tier["kind"]
+            log.warning("tier %s skipped: %s", name, err)
+            skipped.append(FunnelRow(name, status="unavailable"))
     return tiers, skipped
 
 
@@ -104,7 +105,8 @@ def run(ctx: StageContext, domain: dict, tiers: list[dict], model: str, gguf_typ
 
     kind = spec.verifier["kind"]
     stop = REPLY_STOPS[kind]
-    sampler = Sampler("gguf", str(gguf), ctx.hardware)
+    # llama-cpp-python's own default is half the cores; a stage that waits on llama.cpp wants them all.
+    sampler = Sampler("gguf", str(gguf), replace(ctx.hardware, threads=ctx.hardware.threads or os.cpu_count()))
     items = interleaved(list(spec.eval_tasks), "mine", mine_items) if "mining" in spec.sources and mine_items else []
     with ctx.create_artifact(inputs) as out:
         verifier = verifier_from(spec.verifier, _judge_client(tiers, out.dir) if kind == "judge" else None)

@@ -10,6 +10,7 @@ from cogumi.errors import ConfigError
 from cogumi.evaluate.harness import PRIMARY
 from cogumi.modifiers.items import TASKS, verifier_of
 from cogumi.modifiers.verifiers import KINDS as VERIFIER_KINDS
+from cogumi.teachers.spec import TeacherSpec
 
 TIER_KINDS = ("reference", "self", "endpoint")
 SOURCES = ("mining", "feedback")
@@ -36,7 +37,7 @@ def check_tiers(tiers, where: str) -> None:
         kind = tier.get("kind") if isinstance(tier, dict) else None
         if kind not in TIER_KINDS:
             raise ConfigError(f"{where}.tiers[{i}]: kind {kind!r} is not one of {TIER_KINDS}")
-        if kind == "endpoint" and not isinstance(tier.get("teacher"), dict):
+        if kind == "endpoint" and not isinstance(tier.get("teacher"), (dict, TeacherSpec)):
             raise ConfigError(f"{where}.tiers[{i}]: an endpoint tier needs `teacher:` (a conf/teacher entry)")
 
 

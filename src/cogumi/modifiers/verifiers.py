@@ -18,7 +18,7 @@ from cogumi.modifiers.items import DomainItem
 
 KINDS = ("tool_call", "final_number", "unit_tests", "option_letter", "reference_f1", "judge")
 # Where a chat reply of each kind ends (besides the end-of-turn token): one call, one worked answer, ...
-REPLY_STOPS = {"tool_call": ["\n\n"], "final_number": ["Question:", "\n\n"], "unit_tests": ["\n```\n"],
+REPLY_STOPS = {"tool_call": ["\n"], "final_number": ["Question:", "\n\n"], "unit_tests": ["\n```\n"],
                "option_letter": ["\n"], "reference_f1": ["\n"], "judge": []}
 
 

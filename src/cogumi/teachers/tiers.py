@@ -95,6 +95,13 @@ class EndpointTier:
         return Candidates(texts, tokens, cost)
 
 
+def teacher_spec(teacher) -> TeacherSpec:
+    """A `teacher` group entry as Hydra gives it: already instantiated, or its mapping."""
+    if isinstance(teacher, TeacherSpec):
+        return teacher
+    return TeacherSpec(**{k: v for k, v in dict(teacher).items() if k != "_target_"})
+
+
 def build_tier(settings: dict, *, sampler=None, ledger: Path | None = None, max_tokens: int = 128,
                stop: tuple[str, ...] = (), seed: int = 0):
     """A tier from one entry of the stage's `tiers` knob ({kind, ...})."""
@@ -108,8 +115,7 @@ def build_tier(settings: dict, *, sampler=None, ledger: Path | None = None, max_
         return SelfTier(sampler, n=int(settings.get("n", 4)), temperature=float(settings.get("temperature", 0.8)),
                         max_tokens=max_tokens, stop=tuple(stop), seed=seed)
     if kind == "endpoint":
-        teacher = {k: v for k, v in dict(settings["teacher"]).items() if k != "_target_"}
-        return EndpointTier(TeacherSpec(**teacher), ledger, n=int(settings.get("n", 1)),
+        return EndpointTier(teacher_spec(settings["teacher"]), ledger, n=int(settings.get("n", 1)),
                             temperature=float(settings.get("temperature", 0.0)), max_tokens=max_tokens,
                             optional=bool(settings.get("optional", False)), seed=seed)
     raise ConfigError(f"tier kind {kind!r}: expected reference, self or endpoint")

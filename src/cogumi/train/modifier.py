@@ -11,6 +11,7 @@ half of its own tasks and of other domains' (paired, with intervals), and promot
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -117,7 +118,7 @@ def _package(ctx, spec, rank, student, base, base_gguf, fit, data, inputs, lora_
         if settings.get("enabled", True):
             result = compare.compare(base_gguf, lora, list(spec.eval_tasks), verifier_from(spec.verifier),
                                      int(settings["own_items"]), dict(settings.get("other_tasks") or {}),
-                                     dict(settings.get("max_tokens") or {}), ctx.hardware.threads)
+                                     dict(settings.get("max_tokens") or {}), ctx.hardware.threads or os.cpu_count())
             verdict = compare.verdict(result, settings.get("min_gain"), settings.get("max_drop"))
             (out.dir / "comparison.json").write_text(json.dumps(result, indent=2))
             compare.plot(result, out.dir / "comparison.png", f"modifier {spec.name} vs base ({base_gguf.name})")
