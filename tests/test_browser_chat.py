@@ -97,5 +97,5 @@ def test_chat_page_streams_an_answer_and_shows_routing(browser, tmp_path):
         exports = outputs / "chat" / "exports"
         WebDriverWait(browser, 30).until(lambda d: exports.is_dir() and any(exports.glob("*.json")))
         exported = json.loads(next(exports.glob("*.json")).read_text())
-        assert "Write a short poem" in exported["messages"][0]["content"]
-        assert [r["route"] for r in exported["routing"]] == ["base", "base"]  # each answer's record
+        assert "Write a short poem" in json.dumps(exported["messages"])
+        assert exported["routing"] and all(r["route"] == "base" for r in exported["routing"])  # per answer
