@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from cogumi import llama_tools
 from cogumi.errors import AssetMissingError
 from cogumi.paths import cache_dir
 
@@ -138,6 +139,27 @@ def prepare_converter(downloads: Path) -> None:
     log.info("llama.cpp converter %s -> %s", version, converter_dir())
 
 
+def prepare_llama_tools(downloads: Path) -> None:
+    """Extract the sdist's vendored llama.cpp (once per llama-cpp-python version) and build its tools."""
+    if llama_tools.tools_built():
+        return
+    version = llama_tools.llama_cpp_version()
+    marker = llama_tools.source_dir() / ".llama_cpp_python_version"
+    if not marker.is_file() or marker.read_text() != version:
+        # New sources invalidate the old build folder too: cmake would mix two llama.cpp versions.
+        shutil.rmtree(llama_tools.build_dir(), ignore_errors=True)
+        archive = _pip_download(f"llama_cpp_python=={version}", True, downloads)
+        llama_tools.root_dir().mkdir(parents=True, exist_ok=True)
+        staging = llama_tools.root_dir() / ".sdist"
+        count = extract(archive, llama_tools.SOURCE_MEMBERS, staging)
+        (staging / "vendor" / "llama.cpp" / marker.name).write_text(version)
+        shutil.rmtree(llama_tools.source_dir(), ignore_errors=True)
+        os.rename(staging / "vendor" / "llama.cpp", llama_tools.source_dir())
+        shutil.rmtree(staging)
+        log.info("llama.cpp %s sources: %d files -> %s", version, count, llama_tools.source_dir())
+    llama_tools.build_tools()
+
+
 def embedded_model_dir() -> Path:
     return cache_dir() / "models" / "smollm2-135m-instruct"
 
@@ -183,5 +205,6 @@ def setup_all() -> None:
     prepare_converter(downloads)
     for asset in DATA_ASSETS:
         prepare_distribution(asset, downloads)
+    prepare_llama_tools(downloads)  # the long step (a C++ build) last: everything else is usable before it
     shutil.rmtree(downloads, ignore_errors=True)
     log.info("offline assets ready in %s", cache_dir())
