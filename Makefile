@@ -10,13 +10,16 @@ export WANDB_MODE ?= offline
 
 .PHONY: setup system-deps assets pipeline test test-fast benchmarks clean-outputs
 
-setup: system-deps $(VENV)/.installed assets
+# No root, no apt: a Python venv, the pinned stack, and the offline assets (incl. llama.cpp's tools).
+setup: $(VENV)/.installed assets
 
-# Debian packages the serve tests drive (headless Chromium + its driver, tmux): installed once,
-# a no-op in milliseconds when already there.
+# Debian packages that only the browser and terminal tests drive: headless Chromium + chromedriver
+# (tests/test_browser_chat.py) and tmux (the terminal chat test). `make test` installs them with
+# apt-get (needs root) when missing; a no-op in milliseconds when already there.
 system-deps:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v tmux >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver tmux; }
+	  { echo "make test: installing Debian packages chromium chromium-driver tmux (browser/terminal tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver tmux; }
 
 # Reinstalls only when the project's dependency files change; otherwise setup takes seconds.
 $(VENV)/.installed: pyproject.toml requirements.lock.txt
@@ -35,7 +38,7 @@ assets: $(VENV)/.installed
 pipeline: setup
 	$(PY) -m cogumi pipeline
 
-test: setup
+test: setup system-deps
 	$(PY) -m pytest
 
 test-fast: setup

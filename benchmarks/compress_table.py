@@ -86,8 +86,7 @@ def main() -> None:
     from cogumi.compress.gguf_export import convert_hf_to_gguf, decompress_to_dense, quantize_gguf
     from cogumi.compress.zstd_pack import pack_file
     from cogumi.data.text import read_documents
-    from cogumi.evaluate.fidelity import GGUFCausalLM, HFCausalLM, divergence
-    from cogumi.evaluate.perplexity import mean_nll, scoring_windows
+    from cogumi.models.fidelity import GGUFCausalLM, HFCausalLM, divergence, mean_nll, scoring_windows
     from cogumi.hardware import HardwareSpec
     from cogumi.models import load_tokenizer
 

@@ -85,3 +85,26 @@ def test_converter_view_reduces_a_decoder_sequence_to_byte_level(tmp_path, embed
     assert (view / "config.json").resolve() == (embedded_model / "config.json").resolve()
     # A folder that is already plain byte-level BPE is used as is.
     assert byte_level_view(view, tmp_path / "again") == view
+
+
+def _cogumi_imports(package: str) -> set[str]:
+    """Every `cogumi.*` module a package's source imports, at any depth of a function."""
+    import ast
+    from pathlib import Path
+
+    import cogumi
+
+    imported = set()
+    for path in (Path(cogumi.__file__).parent / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cogumi."):
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names if a.name.startswith("cogumi."))
+    return imported
+
+
+def test_compress_and_evaluate_import_each_other_one_way_only():
+    """Fidelity scoring lives in cogumi.models.fidelity, so compress never reaches into evaluate."""
+    assert not {m for m in _cogumi_imports("compress") if m.startswith("cogumi.evaluate")}
+    assert not {m for m in _cogumi_imports("models") if m.startswith(("cogumi.evaluate", "cogumi.train"))}

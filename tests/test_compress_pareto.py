@@ -48,6 +48,34 @@ def test_sweep_presets_name_their_own_stage_and_report_on_it(preset):
 
     cfg = compose_entry("compress", [f"sweeps={preset}"])
     assert cfg.stage.name.endswith("_sweep") and cfg.stage.area == "compress"
-    assert cfg.optimized_metric == "kl_mean"
-    callback = yaml.safe_load((PROJECT_ROOT / "sweeps" / f"{preset}.yaml").read_text())["hydra"]["callbacks"]["pareto"]
+    preset_yaml = yaml.safe_load((PROJECT_ROOT / "sweeps" / f"{preset}.yaml").read_text())
+    callback = preset_yaml["hydra"]["callbacks"]["pareto"]
     assert callback["stage"] == cfg.stage.name
+    # Multi-objective: Optuna optimises exactly the report's (quality, size), one direction each.
+    assert list(cfg.optimized_metric) == [callback["quality_metric"], callback["size_metric"]]
+    assert preset_yaml["hydra"]["sweeper"]["direction"] == ["minimize", "minimize"]
+
+
+def test_report_marks_optunas_front_over_this_sweeps_trials_only(tmp_path):
+    """Two trials in the sweep folder (a third artifact elsewhere is not read); Optuna's best_trials
+    (optimization_results.yaml) decide the front, even where a recomputed front would differ."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from cogumi.compress.pareto import ParetoReport
+
+    for num, (sparsity, kl, size) in enumerate([(0.5, 0.1, 70.0), (0.7, 0.4, 40.0)]):
+        job = tmp_path / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create({"sparsity": sparsity, "stage": {"run": {"sparsity": "${sparsity}"}}}),
+                       job / ".hydra" / "config.yaml")
+        (job / "trial.json").write_text(json.dumps({"artifact": f"prune_sweep/{num}",
+                                                    "metrics": {"kl_mean": kl, "nonzero_params_m": size}}))
+    OmegaConf.save(OmegaConf.create({"name": "optuna", "solutions": [{"params": {"sparsity": 0.5}, "values": [0.1, 70.0]}]}),
+                   tmp_path / "optimization_results.yaml")
+    report = ParetoReport("prune_sweep", "nonzero_params_m", "kl_mean", ["stage.run.sparsity"])
+    report.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    rows = {p["label"]: p for p in json.loads((tmp_path / "pareto.json").read_text())}
+    assert set(rows) == {"0.5", "0.7"}
+    assert rows["0.5"]["on_front"] and not rows["0.7"]["on_front"]

@@ -105,7 +105,7 @@ def test_qlora_step_on_cpu_with_bitsandbytes(tmp_path, embedded_model):
 
     folder = write_tiny_llama(tmp_path / "tiny", embedded_model, hidden=128)
     spec = dataclasses.replace(HardwareSpec(name="cpu-qlora"), load_in_4bit=True, bnb_4bit_compute_dtype="float32")
-    model, tokenizer = load_causal_lm(folder, spec)
+    model, tokenizer = load_causal_lm(folder, spec, load_in_4bit=True)
     assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
     peft_model = add_lora(model, LoraSettings(rank=8), quantized=True)
     chat = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]

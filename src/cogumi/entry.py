@@ -5,9 +5,11 @@ line on stderr and exit code 2, before any model is loaded.
 """
 
 import inspect
+import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -15,6 +17,8 @@ from cogumi.errors import CogumiError, ConfigError
 from cogumi.paths import CONF_DIR, PROJECT_ROOT, cache_dir, outputs_dir
 
 log = logging.getLogger("cogumi")
+
+TRIAL_RECORD = "trial.json"  # written into each multirun job's folder
 
 # `${cogumi:cache}` etc. in conf/paths: one source of truth for where things live (env-overridable).
 _PATHS = {"root": lambda: PROJECT_ROOT, "cache": cache_dir, "outputs": outputs_dir}
@@ -86,6 +90,13 @@ def _check_signature(stage_fn, stage_name: str) -> None:
         raise ConfigError(f"conf/stage/{stage_name}.yaml does not fit {func.__module__}.{func.__name__}: {err}")
 
 
+def fingerprint_config(resolved: dict) -> dict:
+    """The config an artifact's fingerprint covers. Evaluate stages may call the `teacher` group
+    (cluster labels, judging), so a different `teacher=` must not reuse their old artifact."""
+    keys = ("stage", "model", "hardware") + (("teacher",) if resolved["stage"].get("area") == "evaluate" else ())
+    return {k: resolved[k] for k in keys if k in resolved}
+
+
 def build_context(cfg, stage_name: str):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -101,7 +112,7 @@ def build_context(cfg, stage_name: str):
         model=instantiate(cfg.model),
         hardware=instantiate(cfg.hardware),
         config=resolved,
-        fingerprint_config={k: resolved[k] for k in ("stage", "model", "hardware")},
+        fingerprint_config=fingerprint_config(resolved),
         tracker=instantiate(cfg.logger),
         force=bool(cfg.force),
     )
@@ -134,5 +145,21 @@ def run_stage(cfg, entry: str):
     finally:
         if tracker is not None:
             tracker.finish()
+    _record_trial(artifact)
     metric = cfg.get("optimized_metric")
-    return artifact.metrics[metric] if metric else None
+    if not metric:
+        return None
+    # A list of metrics is a multi-objective sweep (the preset lists one `direction` per metric).
+    return [artifact.metrics[m] for m in metric] if OmegaConf.is_list(metric) else artifact.metrics[metric]
+
+
+def _record_trial(artifact) -> None:
+    """In a multirun, leave the job's artifact and metrics in its Hydra folder: a sweep's report then
+    reads exactly its own trials (cached ones included), whichever launcher ran them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode.name != "MULTIRUN":
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / TRIAL_RECORD).write_text(json.dumps({"artifact": artifact.ref, "metrics": artifact.metrics}))

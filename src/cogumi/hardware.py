@@ -1,8 +1,7 @@
 """What a hardware profile decides: device, precision, 4-bit loading, batch sizes, threads, strategy."""
 
-from dataclasses import dataclass
-
 import os
+from dataclasses import dataclass
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -16,7 +15,9 @@ class HardwareSpec:
     strategy: str = "auto"  # lightning strategy: auto | ddp | fsdp | deepspeed_stage_2 ...
     precision: str = "32-true"  # lightning precision for training
     dtype: str = "float32"  # dtype the model weights load in
-    load_in_4bit: bool = False  # QLoRA: bitsandbytes NF4 base weights
+    # QLoRA: training stages load the frozen base as bitsandbytes NF4. Read by training only: every
+    # other stage (prune, quantize, perplexity, suites, fidelity references) loads `dtype` weights.
+    load_in_4bit: bool = False
     bnb_4bit_quant_type: str = "nf4"
     bnb_4bit_double_quant: bool = True
     bnb_4bit_compute_dtype: str = "bfloat16"
@@ -25,7 +26,6 @@ class HardwareSpec:
     grad_accum: int = 1
     eval_batch_size: int = 4
     threads: int | None = None  # torch intra-op threads; None = all cores
-    memory_gb: float | None = None
 
     def __post_init__(self):
         for key in ("dtype", "bnb_4bit_compute_dtype"):
@@ -34,7 +34,12 @@ class HardwareSpec:
 
     @property
     def device(self) -> str:
-        return {"cuda": "cuda", "mps": "mps"}.get(self.accelerator, "cpu")
+        """This process's device. Under DDP/FSDP each rank is its own process and the launcher (Lightning,
+        torchrun) sets LOCAL_RANK: rank k loads onto cuda:k instead of every rank landing on cuda:0."""
+        if self.accelerator == "cuda":
+            # One process without a launcher: "cuda", the current device (CUDA_VISIBLE_DEVICES decides).
+            return f"cuda:{int(os.environ['LOCAL_RANK'])}" if "LOCAL_RANK" in os.environ else "cuda"
+        return {"mps": "mps"}.get(self.accelerator, "cpu")
 
     def torch_dtype(self):
         import torch

@@ -42,7 +42,7 @@ def _threshold(max_kl, quant_type: str) -> float | None:
 def run(ctx: StageContext, model: str, types: list[str], reference_type: str, text_file: str, window: int,
         max_windows: int | None, batch_size: int, prompts: list[str], max_new_tokens: int,
         max_kl=None) -> Artifact:
-    from cogumi.evaluate.fidelity import GGUFCausalLM, fidelity
+    from cogumi.models.fidelity import GGUFCausalLM, fidelity
     from cogumi.models import load_tokenizer
 
     types = [str(t).upper() for t in types]

@@ -1,8 +1,11 @@
 """Quality-vs-size Pareto fronts of sweeps: table, PNG with the front marked, and the knee pick.
 
 `ParetoReport` is a Hydra callback: a sweep preset registers it under `hydra.callbacks`, and when
-the multirun ends it reads every artifact of the sweep's stage (each trial is one), so cached
-trials count too, and writes `pareto.md`, `pareto.json` and `pareto.png` into the sweep folder.
+the multirun ends it reads the trials of *this* sweep (each job's `trial.json`, written by
+`entry.run_stage`; a cached trial counts too) and writes `pareto.md`, `pareto.json` and `pareto.png`
+into the sweep folder. The sweeps are multi-objective (quality and size, one Optuna `direction`
+each), so the front marked is Optuna's own `study.best_trials` (its `optimization_results.yaml`);
+the report only draws it and picks the knee.
 """
 
 import json
@@ -11,6 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from cogumi.entry import TRIAL_RECORD
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +58,12 @@ def knee(front: list[Point]) -> Point | None:
     return front[max(range(len(front)), key=distances.__getitem__)]
 
 
-def analyse(points: list[Point]) -> list[Point]:
-    front = pareto_front(points)
+def analyse(points: list[Point], front_values: set[tuple[float, float]] | None = None) -> list[Point]:
+    """Mark the front (Optuna's, as (quality, size) pairs, when given) and the knee on it."""
+    if front_values is None:
+        front = pareto_front(points)
+    else:
+        front = sorted((p for p in points if (p.quality, p.size) in front_values), key=lambda p: (p.size, p.quality))
     for p in front:
         p.on_front = True
     if (picked := knee(front)) is not None:
@@ -93,10 +103,8 @@ def write_report(points: list[Point], folder: Path, size_name: str, quality_name
     return folder / "pareto.md"
 
 
-def _dotted(tree: dict, key: str):
-    for part in key.split("."):
-        tree = tree.get(part, {}) if isinstance(tree, dict) else {}
-    return tree
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 class ParetoReport(Callback):
@@ -107,18 +115,30 @@ class ParetoReport(Callback):
         self.label_keys, self.title = list(label_keys), title or f"{stage}: {quality_metric} vs {size_metric}"
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        from cogumi.artifacts import ArtifactStore
-
+        sweep_dir = Path(config.hydra.sweep.dir)
         points = []
-        for artifact in ArtifactStore(Path(config.paths.artifacts)).artifacts(self.stage):
-            metrics = artifact.metrics
-            if self.size_metric in metrics and self.quality_metric in metrics:
-                run_cfg = artifact.manifest.get("config", {})
-                values = [_dotted(run_cfg, k) for k in self.label_keys]
-                label = " ".join(",".join(map(str, v)) if isinstance(v, list) else str(v) for v in values)
-                points.append(Point(label, metrics[self.size_metric], metrics[self.quality_metric], artifact.ref))
+        for record_path in sorted(sweep_dir.glob(f"*/{TRIAL_RECORD}")):
+            record = json.loads(record_path.read_text())
+            metrics = record["metrics"]
+            if self.size_metric not in metrics or self.quality_metric not in metrics:
+                continue
+            job_cfg = OmegaConf.load(record_path.parent / ".hydra" / "config.yaml")
+            values = [_plain(OmegaConf.select(job_cfg, k)) for k in self.label_keys]
+            label = " ".join(",".join(map(str, v)) if isinstance(v, list) else str(v) for v in values)
+            points.append(Point(label, metrics[self.size_metric], metrics[self.quality_metric], record["artifact"]))
         if not points:
-            log.warning("no %s artifact has %s and %s: no Pareto report", self.stage, self.size_metric,
+            log.warning("no trial of %s has %s and %s: no Pareto report", sweep_dir, self.size_metric,
                         self.quality_metric)
             return
-        write_report(analyse(points), Path(config.hydra.sweep.dir), self.size_metric, self.quality_metric, self.title)
+        write_report(analyse(points, self._optuna_front(sweep_dir)), sweep_dir, self.size_metric,
+                     self.quality_metric, self.title)
+
+    def _optuna_front(self, sweep_dir: Path) -> set[tuple[float, float]] | None:
+        """(quality, size) of Optuna's best_trials, when the sweep optimised exactly those two objectives."""
+        results = sweep_dir / "optimization_results.yaml"
+        if not results.is_file():
+            return None
+        solutions = OmegaConf.to_container(OmegaConf.load(results)).get("solutions")
+        if not solutions or any(len(s["values"]) != 2 for s in solutions):
+            return None  # a single-objective study: the front is computed from the trials
+        return {(float(s["values"][0]), float(s["values"][1])) for s in solutions}

@@ -85,7 +85,7 @@ def run(ctx: StageContext, model: str, method: str, structure: str, sparsity: fl
 
 def _fidelity(pruned, reference_source, tokenizer, ctx, heldout_text, window, max_windows, batch_size) -> dict:
     from cogumi.data.text import read_documents
-    from cogumi.evaluate.fidelity import HFCausalLM, fidelity
+    from cogumi.models.fidelity import HFCausalLM, fidelity
 
     reference = HFCausalLM(reference_source, ctx.hardware)
     report = fidelity(pruned, reference.model, tokenizer, read_documents(heldout_text), window, max_windows,

@@ -4,7 +4,8 @@ Sparse-aware: weights that were exactly zero (a pruned input) are zero again aft
 (zero is on every symmetric grid, and llm-compressor's asymmetric ranges always include it), so a
 pruned-then-quantized model keeps its sparsity; the manifest records it. The artifact holds the
 compressed-tensors checkpoint in `model/`; the gguf stage decompresses it to dense for llama.cpp.
-`backend=autoawq` (optional extra `cogumi[autoawq]`) is for CUDA users and refuses to run on CPU.
+AWQ is llm-compressor's AWQModifier, where the AutoAWQ algorithm now lives (AutoAWQ itself is
+deprecated upstream and CUDA-only, so it is not a back end here).
 """
 
 import json
@@ -20,7 +21,6 @@ from cogumi.stage import StageContext
 log = logging.getLogger(__name__)
 
 METHODS = ("gptq", "awq")
-BACKENDS = ("llmcompressor", "autoawq")
 TARGETS = [f"re:.*{pattern.pattern}" for pattern in GROUPS.values()]  # projections only: embeddings/lm_head stay
 
 
@@ -60,24 +60,17 @@ def _recipe(method: str, bits: int, group_size: int, symmetric: bool) -> list:
     return [AWQModifier(duo_scaling=True), QuantizationModifier(config_groups=scheme)]
 
 
-def run(ctx: StageContext, model: str, method: str, backend: str, bits: int, group_size: int, symmetric: bool,
+def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, symmetric: bool,
         calibration_data: str | None, calibration_fallback: str, calibration_samples: int, max_seq_length: int,
         heldout_text: str, fidelity_windows: int, window: int, batch_size: int, seed: int = 1234) -> Artifact:
     if method not in METHODS:
         raise ConfigError(f"stage.run.method={method!r}: expected one of {METHODS}")
-    if backend not in BACKENDS:
-        raise ConfigError(f"stage.run.backend={backend!r}: expected one of {BACKENDS}")
-    if backend == "autoawq" and ctx.hardware.device != "cuda":
-        raise ConfigError("stage.run.backend=autoawq needs CUDA (and `pip install cogumi[autoawq]`); "
-                          "on this hardware use backend=llmcompressor")
     model_input = ctx.model_input(model)
     check_group_size(group_size, input_widths(model_input.source))
     calibration = calibration_source(ctx.store, calibration_data, calibration_fallback)
     inputs = {"model": model_input.identity, "calibration": calibration, "heldout": heldout_text}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
-    if backend == "autoawq":
-        raise ConfigError("stage.run.backend=autoawq is not wired in this build; use backend=llmcompressor")
 
     from llmcompressor import oneshot
 
@@ -119,7 +112,7 @@ def _restore_zeros(lm, zero_masks: dict) -> None:
 
 def _fidelity(quantized, reference_source, tokenizer, ctx, heldout_text, window, max_windows, batch_size) -> dict:
     from cogumi.data.text import read_documents
-    from cogumi.evaluate.fidelity import HFCausalLM, fidelity
+    from cogumi.models.fidelity import HFCausalLM, fidelity
 
     reference = HFCausalLM(reference_source, ctx.hardware)
     report = fidelity(quantized, reference.model, tokenizer, read_documents(heldout_text), window, max_windows,

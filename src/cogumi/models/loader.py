@@ -36,9 +36,7 @@ def load_tokenizer(source: str | Path, revision: str = "main"):
 
 
 def quantization_config(hardware: HardwareSpec):
-    """bitsandbytes NF4 + double quant (QLoRA) when the hardware profile asks for 4-bit loading."""
-    if not hardware.load_in_4bit:
-        return None
+    """bitsandbytes NF4 + double quant with the profile's compute dtype: the QLoRA base weights."""
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -50,24 +48,28 @@ def quantization_config(hardware: HardwareSpec):
     )
 
 
-def load_causal_lm(source: str | Path, hardware: HardwareSpec, revision: str = "main"):
-    """(model, tokenizer) on the profile's device and dtype, in eval mode."""
+def load_causal_lm(source: str | Path, hardware: HardwareSpec, revision: str = "main", load_in_4bit: bool = False):
+    """(model, tokenizer) on this process's device in the profile's dtype, in eval mode.
+
+    `load_in_4bit` is the caller's explicit request (QLoRA training passes `hardware.load_in_4bit`);
+    every other stage measures or compresses the full-precision weights."""
     from transformers import AutoModelForCausalLM
 
     hardware.apply_threads()
     tokenizer = load_tokenizer(source, revision)
+    device = hardware.device
     model = _load(
         "model", source, AutoModelForCausalLM.from_pretrained,
         revision=revision,
         dtype=hardware.torch_dtype(),
-        quantization_config=quantization_config(hardware),
-        # 4-bit weights must be placed by accelerate; full-precision ones are moved explicitly below.
-        device_map=hardware.device if hardware.load_in_4bit else None,
+        quantization_config=quantization_config(hardware) if load_in_4bit else None,
+        # 4-bit weights cannot be moved after loading: accelerate places them on this rank's device.
+        device_map={"": device} if load_in_4bit else None,
     )
-    if not hardware.load_in_4bit:
-        model.to(hardware.device)
+    if not load_in_4bit:
+        model.to(device)
     model.eval()
-    log.info("loaded %s (%s, %s, %.1fM params)", source, hardware.device, hardware.dtype,
+    log.info("loaded %s (%s, %s%s, %.1fM params)", source, device, hardware.dtype, ", NF4" if load_in_4bit else "",
              sum(p.numel() for p in model.parameters()) / 1e6)
     return model, tokenizer
 

@@ -85,7 +85,8 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
     checkpoint_dir = ctx.outputs_root / "checkpoints" / ctx.stage / run_fingerprint(ctx, inputs)[:16]
     L.seed_everything(settings.seed, workers=True, verbose=False)
 
-    model, tokenizer = load_causal_lm(source, hardware, ctx.model.revision)
+    # QLoRA is a training choice of the hardware profile: only here is the base loaded in 4-bit.
+    model, tokenizer = load_causal_lm(source, hardware, ctx.model.revision, load_in_4bit=hardware.load_in_4bit)
     train_examples = encode_records(tokenizer, train_records, settings.seq_len)
     val_examples = encode_records(tokenizer, val_records, settings.seq_len)
     rows = (lambda ex, seed: pack_examples(ex, settings.seq_len, seed)) if settings.packing else \
