@@ -40,31 +40,34 @@ def main() -> None:
     parser.add_argument("--router", default="latest:router")
     parser.add_argument("--escalation", default="latest:escalation")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="torch thread counts to time, comma-separated")
     args = parser.parse_args()
 
     import torch
 
-    torch.set_num_threads(args.threads)
     from cogumi.errors import CogumiError
     from cogumi.router import load_escalation, load_router
     from cogumi.router.domain_data import handwritten_queries
 
     router = load_router(args.router)
     texts = [q.text for q in handwritten_queries()]
-    result = {
-        "threads": args.threads, "queries": len(texts), "router": str(router.folder),
-        "load_avg_1min": round(os.getloadavg()[0], 2),
-        "baseline_encode_only": _timings_ms(lambda t: router.encoder.encode([t]), texts, args.repeats),
-        "decide": _timings_ms(lambda t: router.decide(t, confidence=0.3, modifiers={"code"}), texts, args.repeats),
-    }
     try:
         detector = load_escalation(args.escalation)
-        result["escalation_score"] = _timings_ms(detector.score, texts, args.repeats)
     except CogumiError as err:
-        result["escalation_score"] = {"skipped": str(err)}
+        detector, skipped = None, str(err)
+    result = {"queries": len(texts), "router": str(router.folder), "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
+              "runs": {}}
+    for threads in [int(t) for t in args.threads.split(",")]:
+        torch.set_num_threads(threads)
+        run = {"baseline_encode_only": _timings_ms(lambda t: router.encoder.encode([t]), texts, args.repeats),
+               "decide": _timings_ms(lambda t: router.decide(t, confidence=0.3, modifiers={"code"}), texts, args.repeats),
+               "escalation_score": _timings_ms(detector.score, texts, args.repeats) if detector else {"skipped": skipped}}
+        run["policy_and_head_overhead_p50_ms"] = round(run["decide"]["p50_ms"] - run["baseline_encode_only"]["p50_ms"], 3)
+        result["runs"][f"threads={threads}"] = run
+    result["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
     result["goal_p95_ms"] = 5.0
-    result["meets_goal"] = result["decide"]["p95_ms"] <= 5.0
+    result["best_decide_p95_ms"] = min(r["decide"]["p95_ms"] for r in result["runs"].values())
+    result["meets_goal"] = result["best_decide_p95_ms"] <= 5.0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     json.dump(result, sys.stdout, indent=2)

@@ -1,8 +1,9 @@
 """The base's answers to held-out multiple-choice items, scored through llama.cpp, with correctness.
 
-Zero-shot prompt `Question / A. .. D. / Answer:`; the model's answer is the option letter with the
-highest next-token logit (greedy decoding of one token restricted to the letters). Its token logprob
-(full vocabulary) and the letters' logprobs are what `confidence` turns into P(correct). Items come
+Zero-shot cloze prompt `Question: ...\nAnswer:`; the model's answer is the option whose text has the
+highest loglikelihood as the continuation (lm-eval's `acc`; a 135M model picks option letters at
+chance, option texts well above it). The options' loglikelihoods are what `confidence` turns into
+P(correct). Items come
 from the mining halves of MMLU and ARC only, and are chosen by the same text-hash split as the
 router's queries: calibrators fit on `train`, are measured on `val`, routing is evaluated on `test`.
 """
@@ -39,37 +40,36 @@ def mc_items(sets: list[str], split: str, limit: int, val_share: float, test_sha
 
 
 def prompt_of(item: dict) -> str:
-    options = "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(item["options"]))
-    return f"Question: {item['question']}\n{options}\nAnswer:"
+    """lm-eval's cloze form (arc_easy style): each option is scored as the continuation of this."""
+    return f"Question: {item['question']}\nAnswer:"
 
 
 class MCScorer:
-    """One llama.cpp context (optionally with a LoRA adapter) scoring the next token after a prompt."""
+    """Option loglikelihoods from llama.cpp (the project's `cogumi-gguf` scorer), optionally with a LoRA."""
 
     def __init__(self, gguf: str, lora: str | None = None, threads: int | None = None, n_ctx: int = 1024,
                  seed: int = 0):
-        from llama_cpp import Llama
+        from cogumi.evaluate.llama_lm import LlamaCppLM
 
-        self.llm = Llama(model_path=str(gguf), lora_path=str(lora) if lora else None, n_ctx=n_ctx,
-                         n_threads=threads, logits_all=False, seed=seed, verbose=False)
-        self.letter_ids = [self.llm.tokenize(f" {c}".encode(), add_bos=False, special=False)[0] for c in LETTERS]
+        self.lm = LlamaCppLM(str(gguf), n_ctx=n_ctx, n_threads=threads, seed=seed, lora_path=str(lora) if lora else None)
 
     def answer(self, item: dict) -> dict:
-        tokens = self.llm.tokenize(prompt_of(item).encode("utf-8"), add_bos=True, special=False)
-        tokens = tokens[-(self.llm.n_ctx() - 1):]
+        """The chosen option (highest loglikelihood), whether it is right, and its scores.
+
+        For the confidence features the answer is one "token" whose logprob is the chosen option's
+        total loglikelihood and whose alternatives are the other options' (softmax = option probability).
+        """
         started = time.perf_counter()
-        self.llm.reset()
-        self.llm.eval(tokens)
-        logits = np.array(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float64)
+        pairs = [self.lm.encode_pair(prompt_of(item), f" {option}") for option in item["options"]]
+        results = self.lm.scorer.score(pairs[0][0], [continuation for _, continuation in pairs])
         seconds = time.perf_counter() - started
-        logprobs = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
-        options = [float(logprobs[self.letter_ids[i]]) for i in range(len(item["options"]))]
+        options = [float(logprob) for logprob, _ in results]
         chosen = int(np.argmax(options))
         return {"id": item["id"], "set": item["set"], "gold": item["gold"], "chosen": chosen,
                 "correct": int(chosen == item["gold"]), "option_logprobs": options,
                 "token_logprobs": [options[chosen]],
                 "top_logprobs": [{LETTERS[i]: lp for i, lp in enumerate(options)}],
-                "prompt_tokens": len(tokens), "seconds": round(seconds, 5)}
+                "prompt_tokens": len(pairs[0][0]), "seconds": round(seconds, 5)}
 
 
 def answer_all(scorer: MCScorer, items: list[dict], desc: str) -> list[dict]:

@@ -11,12 +11,11 @@ so the curve shows how well confidence finds the base's errors). The answers are
 
 import json
 import logging
-from pathlib import Path
-
 import numpy as np
 
 from cogumi.artifacts import Artifact
 from cogumi.errors import ConfigError
+from cogumi.evaluate import gguf_source
 from cogumi.evaluate.suite import resolve_target
 from cogumi.router import mc_answers, plots, routing_metrics
 from cogumi.router.model import load_router
@@ -27,24 +26,13 @@ log = logging.getLogger(__name__)
 STRONG = ("teacher", "modifier")
 
 
-def modifier_adapter(ctx: StageContext, modifier: str | None) -> tuple[Path | None, "Artifact | str | None"]:
+def modifier_adapter(ctx: StageContext, modifier: str | None) -> tuple[str | None, "Artifact | str | None"]:
     """(LoRA GGUF path, its identity): a .gguf file, a modifier artifact ref, or `auto` (promoted reasoning)."""
-    if not modifier:
-        return None, None
-    if modifier.endswith(".gguf"):
-        if not Path(modifier).is_file():
-            raise ConfigError(f"stage.run.modifier={modifier}: no such LoRA GGUF file")
-        return Path(modifier), modifier
     if modifier == "auto":
-        pointer = ctx.store.root / "promoted" / "modifier-reasoning.json"
-        if not pointer.is_file():
+        if not (ctx.store.root / "promoted" / "modifier-reasoning.json").is_file():
             return None, None
         modifier = "promoted:modifier-reasoning"
-    artifact = ctx.store.resolve(modifier)
-    adapter = artifact.path / "lora" / "adapter.gguf"
-    if not adapter.is_file():
-        raise ConfigError(f"stage.run.modifier={modifier}: {adapter} missing")
-    return adapter, artifact
+    return gguf_source.lora_file(ctx, modifier)
 
 
 def _sub_context(ctx: StageContext, stage: dict) -> StageContext:
