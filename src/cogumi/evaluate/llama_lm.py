@@ -9,6 +9,7 @@ adapter (`lora_path`) is applied to both.
 """
 
 import logging
+import os
 
 import lm_eval.models  # noqa: F401  (fills lm-eval's lazy registry first: a non-empty one hides `hf`)
 from lm_eval.api.model import LM
@@ -28,6 +29,8 @@ class LlamaCppLM(LM):
         from llama_cpp import Llama
 
         # No logits_all: scoring has its own context (llama_scoring.py), generation needs the last row only.
+        # Every core for generation too (llama-cpp-python's default there is half of them).
+        n_threads = int(n_threads) if n_threads else os.cpu_count()
         self.llm = Llama(model_path=str(model_path), n_ctx=int(n_ctx), n_threads=n_threads,
                          n_threads_batch=n_threads, n_batch=int(n_batch), seed=int(seed), lora_path=lora_path or None,
                          verbose=False)
