@@ -40,8 +40,8 @@ def test_each_calibrator_lowers_ece_on_held_out_answers(kind):
     correct = np.array([a["correct"] for a in held])
     calibrated = confidence.predict(confidence.fit(kind, fit), held)
     assert ((0 <= calibrated) & (calibrated <= 1)).all()
-    ece_raw = confidence.quality(raw, correct)["ece"]["value"]
-    ece_cal = confidence.quality(calibrated, correct)["ece"]["value"]
+    ece_raw = confidence.quality(raw, correct, resamples=100)["ece"]["value"]
+    ece_cal = confidence.quality(calibrated, correct, resamples=100)["ece"]["value"]
     assert ece_cal < ece_raw / 2
 
 
@@ -49,7 +49,8 @@ def test_choose_keeps_the_lowest_brier_and_reports_intervals():
     answers = _mc_answers(300)
     chosen, briers = confidence.choose(answers)
     assert chosen.kind == min(briers, key=briers.get)
-    q = confidence.quality(confidence.predict(chosen, answers), np.array([a["correct"] for a in answers]))
+    q = confidence.quality(confidence.predict(chosen, answers), np.array([a["correct"] for a in answers]),
+                          resamples=200)
     assert q["auroc"]["low"] <= q["auroc"]["value"] <= q["auroc"]["high"] and q["auroc"]["value"] > 0.6
 
 
@@ -75,3 +76,19 @@ def test_heads_learn_and_save_exactly(trainer, tmp_path):
     again = Head.load(tmp_path / "head.npz")
     assert again.kind == head.kind
     np.testing.assert_allclose(again.probabilities(x), head.probabilities(x), rtol=1e-6)
+
+
+def test_no_logprobs_gives_the_base_rate_and_generation_logprobs_work_without_alternatives():
+    answers = _mc_answers(300)
+    calibrator = confidence.fit("isotonic", answers)
+    assert calibrator.probability([]) == pytest.approx(np.mean([a["correct"] for a in answers]))
+    sure, unsure = calibrator.probability([-0.01, -0.02, -0.01]), calibrator.probability([-3.0, -2.5, -4.0])
+    assert 0.0 <= unsure <= sure <= 1.0
+
+
+def test_a_binary_logistic_head_separates_its_two_classes():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    x = (np.where(y[:, None] == 1, 1.0, -1.0) + rng.normal(0, 0.5, (200, 8))).astype(np.float32)
+    p = train_logistic(x, y, 2).probabilities(x)[:, 1]
+    assert (p[y == 1] > 0.5).mean() > 0.9 and (p[y == 0] < 0.5).mean() > 0.9

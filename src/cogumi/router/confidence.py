@@ -61,6 +61,8 @@ class Calibrator:
 
     def probability(self, token_logprobs, top_logprobs=None) -> float:
         p = self.params
+        if len(token_logprobs) == 0:  # an upstream that returns no logprobs: the base rate is all we know
+            return float(p.get("prior", 0.5))
         if self.kind == "temperature":
             return float(answer_features(token_logprobs, top_logprobs, p["temperature"])[4])
         features = answer_features(token_logprobs, top_logprobs)
@@ -74,8 +76,17 @@ class Calibrator:
 
 
 def fit(kind: str, answers: list[dict], seed: int = 0) -> Calibrator:
-    """`answers`: dicts with token_logprobs, top_logprobs, correct, and for MC option_logprobs + gold."""
+    """`answers`: dicts with token_logprobs, top_logprobs, correct, and for MC option_logprobs + gold.
+
+    The fitted params keep `prior` (the fit items' accuracy): the answer to "no logprobs at all".
+    """
     correct = np.array([a["correct"] for a in answers], dtype=float)
+    calibrator = _fit(kind, answers, correct, seed)
+    calibrator.params["prior"] = float(correct.mean())
+    return calibrator
+
+
+def _fit(kind: str, answers: list[dict], correct: np.ndarray, seed: int) -> Calibrator:
     if kind == "temperature":
         mc = [a for a in answers if a.get("option_logprobs") is not None]
         if len(mc) < 5:
@@ -145,9 +156,8 @@ def bootstrap_interval(statistic, conf: np.ndarray, correct: np.ndarray, seed: i
     return {"value": round(value, 4), "low": round(float(low), 4), "high": round(float(high), 4), "n": len(conf)}
 
 
-def quality(conf: np.ndarray, correct: np.ndarray, seed: int = 0) -> dict:
+def quality(conf: np.ndarray, correct: np.ndarray, seed: int = 0, resamples: int = 1000) -> dict:
     """ECE (10 equal-width bins), failure-prediction AUROC and Brier score, each with its interval."""
     conf, correct = np.asarray(conf, dtype=float), np.asarray(correct, dtype=float)
-    return {"ece": bootstrap_interval(_ece, conf, correct, seed),
-            "auroc": bootstrap_interval(_auroc, conf, correct, seed),
-            "brier": bootstrap_interval(_brier, conf, correct, seed)}
+    return {name: bootstrap_interval(statistic, conf, correct, seed, resamples)
+            for name, statistic in (("ece", _ece), ("auroc", _auroc), ("brier", _brier))}

@@ -50,8 +50,12 @@ def train_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = 10.0
     model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
     weight = np.zeros((x.shape[1], n_classes), dtype=np.float32)
     bias = np.full(n_classes, -1e4, dtype=np.float32)  # a class absent from training is never predicted
-    weight[:, model.classes_] = model.coef_.T
-    bias[model.classes_] = model.intercept_
+    if len(model.classes_) == 2:  # binary: sklearn keeps one weight vector, the logit of the second class
+        weight[:, model.classes_[0]], bias[model.classes_[0]] = 0.0, 0.0
+        weight[:, model.classes_[1]], bias[model.classes_[1]] = model.coef_[0], model.intercept_[0]
+    else:
+        weight[:, model.classes_] = model.coef_.T
+        bias[model.classes_] = model.intercept_
     return Head("logistic", [(weight, bias)])
 
 
