@@ -96,3 +96,27 @@ def test_concurrent_requests_on_different_adapters_get_their_own_output_and_reco
         assert reply["choices"][0]["message"]["content"] == sequential[name]
         assert reply["cogumi"]["adapter"] == name and reply["cogumi"]["route"] == "modifier"
         assert reply["cogumi"]["decided_by"] == "override" and reply["model"] == f"cogumi/{name}"
+
+
+def test_a_dissatisfied_follow_up_is_re_answered_through_the_modifier_and_logged(engine, tmp_path):
+    import json
+
+    from cogumi.serve.feedback import FeedbackLog
+    from cogumi.serve.routing import RoutedRuntime
+    from serve_helpers import KeywordRouter, PhraseDetector
+
+    runtime = RoutedRuntime(engine, KeywordRouter(keywords={"alpha": ("python",), "beta": ("poem",)}),
+                            PhraseDetector(), feedback=FeedbackLog(tmp_path / "feedback.jsonl"))
+    question = [{"role": "user", "content": "Write python code that prints hello."}]
+    first = runtime.chat(question, GREEDY, model="base")
+    follow = question + [{"role": "assistant", "content": first.text},
+                         {"role": "user", "content": "That is wrong, it doesn't work."}]
+    second = runtime.chat(follow, GREEDY)
+    assert (second.routing.route, second.routing.adapter, second.routing.decided_by) == ("modifier", "alpha",
+                                                                                        "escalation")
+    assert second.routing.escalated_from == "base"
+    # The earlier question, answered again through the modifier (not the complaint answered).
+    assert second.text == engine.generate(question, GREEDY, adapter="alpha").text != first.text
+    [line] = [json.loads(x) for x in (tmp_path / "feedback.jsonl").read_text().splitlines()]
+    assert line == {**line, "domain": "alpha", "prompt": question[0]["content"], "rejected": first.text,
+                    "answer": second.text, "answer_route": "modifier"}
