@@ -5,7 +5,8 @@ the embedded student, on the same weights: the HF folder in fp32 and its F16 GGU
 converter). Reports items/s of each, the speed-up, how often both pick the same option (with a
 Wilson interval), both accuracies and the |Δ loglikelihood|. Prints JSON and writes
 benchmarks/results/eval_loglikelihood.json. Timings depend on the machine's load: both sides run in
-the same process one after the other, so the ratio is what to read.
+the same process one after the other, so the ratio is what to read; on a busy machine the ratio of
+CPU seconds (also reported) is the steadier one.
 
     .venv/bin/python benchmarks/eval_loglikelihood.py [--items 100] [--threads 2]
 """
@@ -45,10 +46,11 @@ def requests(items: int):
     return [Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)], groups
 
 
-def timed(lm, reqs) -> tuple[list[float], float]:
-    started = time.time()
+def timed(lm, reqs) -> tuple[list[float], float, float]:
+    """(scores, wall seconds, CPU seconds of this process: less sensitive to other processes' load)."""
+    started, cpu = time.time(), time.process_time()
     scores = [s for s, _ in lm.loglikelihood(reqs, disable_tqdm=True)]
-    return scores, time.time() - started
+    return scores, time.time() - started, time.process_time() - cpu
 
 
 def f16_export(folder: Path, scratch: Path) -> Path:
@@ -76,10 +78,10 @@ def main() -> None:
     folder = embedded_model_dir()
     with tempfile.TemporaryDirectory() as scratch:
         gguf = LlamaCppLM(str(f16_export(folder, Path(scratch))), n_ctx=2048, n_threads=args.threads)
-        gguf_scores, gguf_s = timed(gguf, reqs)
+        gguf_scores, gguf_s, gguf_cpu = timed(gguf, reqs)
         del gguf
     hf = HFLM(pretrained=str(folder), dtype="float32", device="cpu", batch_size=args.hf_batch_size)
-    hf_scores, hf_s = timed(hf, reqs)
+    hf_scores, hf_s, hf_cpu = timed(hf, reqs)
     diffs = [abs(a - b) for a, b in zip(gguf_scores, hf_scores)]
 
     def picks(scores):
@@ -95,6 +97,8 @@ def main() -> None:
         "hf_items_per_s": round(len(groups) / hf_s, 2), "gguf_items_per_s": round(len(groups) / gguf_s, 2),
         "hf_wall_s": round(hf_s, 1), "gguf_wall_s": round(gguf_s, 1),
         "speedup_vs_hf": round(hf_s / gguf_s, 2),
+        "hf_cpu_s": round(hf_cpu, 1), "gguf_cpu_s": round(gguf_cpu, 1),
+        "speedup_vs_hf_cpu_time": round(hf_cpu / gguf_cpu, 2),
         "same_choice": same.to_dict(),
         "max_abs_diff": round(max(diffs), 4), "mean_abs_diff": round(sum(diffs) / len(diffs), 4),
         "hf_accuracy": hf_acc.to_dict(), "gguf_accuracy": gguf_acc.to_dict(),

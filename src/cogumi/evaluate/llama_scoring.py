@@ -17,10 +17,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def log_softmax_row(row: np.ndarray) -> np.ndarray:
-    row = row.astype(np.float64)
-    shifted = row - row.max()
-    return shifted - np.log(np.exp(shifted).sum())
+def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log-probability of each row's target, whether it is the row's argmax) for a [rows, vocab] matrix."""
+    from scipy.special import logsumexp
+
+    picked = logits[np.arange(len(targets)), targets].astype(np.float64)
+    return picked - logsumexp(logits.astype(np.float64), axis=1), logits.argmax(axis=1) == targets
 
 
 class MultiSequenceScorer:
@@ -49,8 +51,8 @@ class MultiSequenceScorer:
                 raise RuntimeError("llama.cpp refused the LoRA adapter on the scoring context")
 
     # ---- batches -------------------------------------------------------------------------------
-    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> list[np.ndarray]:
-        """Decode (token, position, sequence, wants_logits) entries; the log-softmax rows asked for, in order."""
+    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> np.ndarray:
+        """Decode (token, position, sequence, wants_logits) entries; the logit rows asked for, in order."""
         rows = []
         for start in range(0, len(entries), self.n_batch):
             chunk = entries[start:start + self.n_batch]
@@ -60,14 +62,13 @@ class MultiSequenceScorer:
                 b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, wants
                 b.seq_id[i][0] = seq
             self.context.decode(self.batch)
-            for i, (_, _, _, wants) in enumerate(chunk):
-                if wants:
-                    pointer = self.context.get_logits_ith(i)
-                    rows.append(log_softmax_row(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))))
-        return rows
+            wanted = sum(1 for *_, wants in chunk if wants)
+            if wanted:  # llama.cpp keeps the requested rows contiguous, in batch order: one copy
+                rows.append(np.ctypeslib.as_array(self.context.get_logits(), shape=(wanted, self.n_vocab)).copy())
+        return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), np.float32)
 
     def _load_context(self, context: list[int]) -> np.ndarray:
-        """Sequence 0 holds `context` (reusing the cached prefix); the log-softmax row after its last token."""
+        """Sequence 0 holds `context` (reusing the cached prefix); the logit row after its last token."""
         same = 0
         limit = min(len(self.cached), len(context))
         while same < limit and self.cached[same] == context[same]:
@@ -107,13 +108,11 @@ class MultiSequenceScorer:
             for offset, token in enumerate(continuations[index][:-1]):
                 entries.append((token, len(context) + offset, seq, True))
                 owners.append(index)
-        rows = self._decode(entries) if entries else []
-        by_option = {index: [first_row] for index in group}
-        for owner, row in zip(owners, rows):
-            by_option[owner].append(row)
+        rows = self._decode(entries)
+        owners = np.asarray(owners, dtype=np.int64)
         for seq, index in enumerate(group, start=1):
             targets = np.asarray(continuations[index])
-            stacked = np.stack(by_option[index])
-            logprob = float(stacked[np.arange(len(targets)), targets].sum())
-            results[index] = (logprob, bool((stacked.argmax(axis=-1) == targets).all()))
+            logits = np.concatenate([first_row[None, :], rows[owners == index]])
+            logprobs, greedy = target_logprobs(logits, targets)
+            results[index] = (float(logprobs.sum()), bool(greedy.all()))
             self._llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
