@@ -41,7 +41,7 @@ def test_closing_table_fits_80_columns_and_states_verdicts(tmp_path):
     assert all(len(line) <= WIDTH for line in table.splitlines()), table
     rows = {line[:2].strip(): line for line in table.splitlines() if line[:2].strip().isdigit()}
     assert "318.4" in rows["1"] and "val_loss=1.703" in table  # the true wall time, figures not cut at 14 chars
-    assert "cached" in rows["2"] and "arc_easy/acc_norm 0.500 [0.100, 0.900] n=200" in rows["2"]
+    assert "cached" in rows["2"] and "     arc_easy/acc_norm 0.500 [0.100, 0.900] n=200" in table
     assert "FAIL" in rows["4"] and table.splitlines()[-1] == "total 438 s (7.3 min)"
 
 

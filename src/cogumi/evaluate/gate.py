@@ -157,10 +157,10 @@ def _evaluate(ctx, ref, candidate, reference_ref, reference, gates, fidelity_set
                                     f"{key}/diff_high": round(c.high, 4), f"{key}/p_value": round(c.p_value, 5)})
         out.extra["gate"] = {"name": gates.get("name"), "candidate": ref, "lora": lora, "reference": reference_ref,
                              "kind": kind}
-        out.extra["headline"] = [f"{r.metric} {r.bound}: {'PASS' if r.passed else 'FAIL'}"
-                                 + (f" Δ {r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] n={r.n}"
-                                    if r.kind == "relative" and r.low is not None else "")
-                                 for r in results]
+        out.extra["headline"] = [f"{r.metric} {r.bound}: {'PASS' if r.passed else 'FAIL'}" + (
+            f" Δ{r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] n={r.n}" if r.kind == "relative" and r.low is not None
+            else f" {r.value:.4g}" if r.value is not None else "")
+            for r in sorted(results, key=lambda r: r.passed)]  # failed checks first: the table shows three
         out.extra["verdict"] = "PASS" if passed else "FAIL"
     return out.artifact
 

@@ -63,15 +63,11 @@ def _cut(text: str, width: int) -> str:
 
 
 def closing_table(outcomes: list[StepOutcome], total_s: float) -> str:
-    """Plain text at most WIDTH columns wide: one line per step, further figures on indented lines."""
-    head = f"{'#':>2} {'stage':<14} {'verdict':<7} {'wall s':>7}  figures"
-    lines = [head, "-" * WIDTH]
-    indent = len(head) - len("figures")
+    """Plain text at most WIDTH columns wide: a line per step, then its figures on indented lines."""
+    lines = [f"{'#':>2} {'stage':<16} {'verdict':<8} {'wall s':>8}", "-" * WIDTH]
     for o in outcomes:
-        figures = headline(o.artifact) or ["—"]
-        prefix = f"{o.number:>2} {_cut(o.stage, 14):<14} {o.verdict:<7} {o.wall_s:>7.1f}  "
-        lines.append(prefix + _cut(figures[0], WIDTH - len(prefix)))
-        lines += [" " * indent + _cut(f, WIDTH - indent) for f in figures[1:]]
+        lines.append(f"{o.number:>2} {_cut(o.stage, 16):<16} {o.verdict:<8} {o.wall_s:>8.1f}")
+        lines += [_cut("     " + f, WIDTH) for f in headline(o.artifact)]
     lines += ["-" * WIDTH, f"total {total_s:.0f} s ({total_s / 60:.1f} min)"]
     return "\n".join(lines)
 
