@@ -9,9 +9,7 @@ Answered feedback lines that pass the verifier (or came from a teacher route) ar
 
 import json
 import logging
-import os
 import random
-from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -105,8 +103,7 @@ def run(ctx: StageContext, domain: dict, tiers: list[dict], model: str, gguf_typ
 
     kind = spec.verifier["kind"]
     stop = REPLY_STOPS[kind]
-    # llama-cpp-python's own default is half the cores; a stage that waits on llama.cpp wants them all.
-    sampler = Sampler("gguf", str(gguf), replace(ctx.hardware, threads=ctx.hardware.threads or os.cpu_count()))
+    sampler = Sampler("gguf", str(gguf), ctx.hardware)  # threads: the hardware profile's (null = llama.cpp's default)
     items = interleaved(list(spec.eval_tasks), "mine", mine_items) if "mining" in spec.sources and mine_items else []
     with ctx.create_artifact(inputs) as out:
         verifier = verifier_from(spec.verifier, _judge_client(tiers, out.dir) if kind == "judge" else None)

@@ -11,7 +11,6 @@ half of its own tasks and of other domains' (paired, with intervals), and promot
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -62,7 +61,7 @@ def fit_context(ctx: StageContext) -> StageContext:
 
 
 def run(ctx: StageContext, domain: dict, model: str, dataset: str | None, replay_dataset: str | None,
-        replay_fraction: float, max_val_records: int | None, gguf_type: str, lora_outtype: str, comparison: dict,
+        replay_fraction: float, max_train_records: int | None, max_val_records: int | None, gguf_type: str, lora_outtype: str, comparison: dict,
         promote: bool, **knobs) -> Artifact:
     spec = domain_from(domain)
     if spec.lora_rank is None:
@@ -75,7 +74,7 @@ def run(ctx: StageContext, domain: dict, model: str, dataset: str | None, replay
     check_targets(Path(base.source), settings.target_modules or ctx.model.lora_target_modules)
     base_gguf = gguf_of(ctx, student, gguf_type)
     data = cascade_of(ctx, dataset, spec.name)
-    targeted = read_records(data.file("train.jsonl"))
+    targeted = read_records(data.file("train.jsonl"))[:max_train_records]
     _, val = dataset_split(ctx, data.ref, "val", max_val_records)
     fit_inputs = {"model": base.identity, "dataset": data}
     train = targeted
@@ -118,7 +117,7 @@ def _package(ctx, spec, rank, student, base, base_gguf, fit, data, inputs, lora_
         if settings.get("enabled", True):
             result = compare.compare(base_gguf, lora, list(spec.eval_tasks), verifier_from(spec.verifier),
                                      int(settings["own_items"]), dict(settings.get("other_tasks") or {}),
-                                     dict(settings.get("max_tokens") or {}), ctx.hardware.threads or os.cpu_count())
+                                     dict(settings.get("max_tokens") or {}), ctx.hardware.threads)
             verdict = compare.verdict(result, settings.get("min_gain"), settings.get("max_drop"))
             (out.dir / "comparison.json").write_text(json.dumps(result, indent=2))
             compare.plot(result, out.dir / "comparison.png", f"modifier {spec.name} vs base ({base_gguf.name})")
