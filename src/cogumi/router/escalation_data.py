@@ -1,9 +1,11 @@
 """Training and evaluation turns for the dissatisfaction detector, each with where it came from.
 
 Negatives: user turns of the shipped conversation sets (chit-chat, chatterbot, Alpaca...), split by
-text hash. Positives for training: complaints assembled from `dissatisfaction_patterns.yaml`, each
-recording the pattern entries it used. Evaluation: `escalation_eval.jsonl` (hand-written apart from
-the patterns, both classes) plus the held-out `test` split of the conversation turns (negatives).
+text hash, plus satisfied follow-ups assembled from the patterns file. Positives for training:
+complaints assembled from `dissatisfaction_patterns.yaml`, each recording the pattern entries it
+used. Evaluation: `escalation_eval.jsonl` (hand-written apart from the patterns, both classes;
+`written: second` marks the batch written after the patterns' one revision, the first batch having
+been looked at then) plus the held-out `test` split of the conversation turns (negatives).
 """
 
 import json
@@ -30,15 +32,28 @@ class Turn:
     source: dict = field(default_factory=dict)
 
 
+def _complaint(patterns: dict, rng: random.Random) -> tuple[str, dict]:
+    """A complaint sentence (fixed or with slots) and the pattern entries it came from."""
+    if rng.random() < 0.3:
+        s = rng.randrange(len(patterns["structures"]))
+        a, b = rng.sample(range(len(patterns["fillers"])), 2)
+        text = patterns["structures"][s].format(a=patterns["fillers"][a], b=patterns["fillers"][b])
+        return text, {"structure": s, "fillers": [a, b]}
+    c = rng.randrange(len(patterns["complaints"]))
+    return patterns["complaints"][c], {"complaint": c}
+
+
 def pattern_positives(count: int, val_share: float, seed: int, path: Path = PATTERNS) -> list[Turn]:
     """`count` distinct complaints; the last `val_share` of them are the validation split."""
     patterns = yaml.safe_load(path.read_text())
     rng = random.Random(seed)
     seen, turns = set(), []
-    limit = len(patterns["openers"]) * len(patterns["complaints"]) * len(patterns["requests"])
-    while len(turns) < min(count, limit):
-        o, c, r = (rng.randrange(len(patterns[k])) for k in ("openers", "complaints", "requests"))
-        opener, complaint, request = patterns["openers"][o], patterns["complaints"][c], patterns["requests"][r]
+    for _ in range(count * 20):  # distinct texts are plentiful; the bound only stops a tiny pattern file
+        if len(turns) >= count:
+            break
+        o, r = rng.randrange(len(patterns["openers"])), rng.randrange(len(patterns["requests"]))
+        complaint, made_of = _complaint(patterns, rng)
+        opener, request = patterns["openers"][o], patterns["requests"][r]
         text = f"{opener} {complaint}".strip()
         text = text[0].upper() + text[1:] if rng.random() < 0.5 else text
         if request:
@@ -47,9 +62,28 @@ def pattern_positives(count: int, val_share: float, seed: int, path: Path = PATT
         if normalised(text) in seen:
             continue
         seen.add(normalised(text))
-        turns.append(Turn(text, 1, "", {"file": path.name, "opener": o, "complaint": c, "request": r}))
+        turns.append(Turn(text, 1, "", {"file": path.name, "opener": o, "request": r, **made_of}))
     cut = int(len(turns) * (1 - val_share))
     return [Turn(t.text, 1, "train" if i < cut else "val", t.source) for i, t in enumerate(turns)]
+
+
+def pattern_satisfied(count: int, val_share: float, seed: int, path: Path = PATTERNS) -> list[Turn]:
+    """`count` distinct satisfied/neutral follow-ups (acknowledgement + optional next request)."""
+    patterns = yaml.safe_load(path.read_text())
+    rng = random.Random(seed + 1)
+    seen, turns = set(), []
+    for _ in range(count * 20):
+        if len(turns) >= count:
+            break
+        a, f = rng.randrange(len(patterns["acknowledgements"])), rng.randrange(len(patterns["follow_ups"]))
+        text = patterns["acknowledgements"][a] + (rng.choice([", ", ". ", "! "]) + patterns["follow_ups"][f]
+                                                  if patterns["follow_ups"][f] else rng.choice(["", "!", "."]))
+        text = text[0].upper() + text[1:] if rng.random() < 0.5 else text
+        if normalised(text) not in seen:
+            seen.add(normalised(text))
+            turns.append(Turn(text, 0, "", {"file": path.name, "acknowledgement": a, "follow_up": f}))
+    cut = int(len(turns) * (1 - val_share))
+    return [Turn(t.text, 0, "train" if i < cut else "val", t.source) for i, t in enumerate(turns)]
 
 
 def conversation_negatives(names: list[str], sources: dict, per_source: int, val_share: float,
@@ -88,7 +122,8 @@ def evaluation_turns(path: Path = EVAL_TURNS) -> list[Turn]:
         if line.strip():
             try:
                 row = json.loads(line)
-                turns.append(Turn(row["text"], int(row["dissatisfied"]), "eval", {"file": path.name, "line": number}))
+                turns.append(Turn(row["text"], int(row["dissatisfied"]), "eval",
+                                  {"file": path.name, "line": number, "written": row.get("written", "first")}))
             except (json.JSONDecodeError, KeyError, ValueError) as err:
                 raise ConfigError(f"{path}:{number}: bad evaluation turn ({err})") from err
     return turns

@@ -1,11 +1,12 @@
 """The base's answers to held-out multiple-choice items, scored through llama.cpp, with correctness.
 
-Zero-shot cloze prompt `Question: ...\nAnswer:`; the model's answer is the option whose text has the
-highest loglikelihood as the continuation (lm-eval's `acc`; a 135M model picks option letters at
-chance, option texts well above it). The options' loglikelihoods are what `confidence` turns into
-P(correct). Items come
-from the mining halves of MMLU and ARC only, and are chosen by the same text-hash split as the
-router's queries: calibrators fit on `train`, are measured on `val`, routing is evaluated on `test`.
+Zero-shot cloze prompt (`Question: ...\nAnswer:`, HellaSwag's context as is); the model's answer is
+the option whose text has the highest loglikelihood as the continuation (lm-eval's `acc`; a 135M
+model picks option letters at chance, option texts above it). The options' loglikelihoods are what
+`confidence` turns into P(correct). Items come from the mining halves of HellaSwag, ARC (and MMLU,
+where the 135M model is at chance, so its confidence carries no signal) only, chosen by the same
+text-hash split as the router's queries: calibrators fit on `train`, are measured on `val`, routing
+is evaluated on `test`.
 """
 
 import logging
@@ -20,28 +21,32 @@ from cogumi.router.domain_data import interleave, split_of
 log = logging.getLogger(__name__)
 
 LETTERS = "ABCDEFGH"
-MC_SETS = ("mmlu", "arc_easy", "arc_challenge")
+MC_SETS = ("hellaswag", "arc_easy", "arc_challenge", "mmlu")
+
+
+def _as_item(name: str, row: dict, index: int) -> dict | None:
+    """{id, set, question, prompt, options, gold}; HellaSwag's context is continued as is (lm-eval's form)."""
+    if name == "hellaswag":
+        context = f"{row['activity']}: {row['ctx']}"
+        return {"id": f"{name}/{row['id']}", "set": name, "question": context, "prompt": context,
+                "options": list(row["endings"]), "gold": int(row["gold"])}
+    options = row.get("options") or row.get("choices")
+    if not options:
+        return None
+    return {"id": f"{name}/{row.get('id', index)}", "set": name, "question": row["question"],
+            "prompt": f"Question: {row['question']}\nAnswer:", "options": list(options),
+            "gold": int(row.get("gold", row.get("answer")))}
 
 
 def mc_items(sets: list[str], split: str, limit: int, val_share: float, test_share: float) -> list[dict]:
-    """{id, set, question, options, gold} of one split, sets interleaved, from part `mine` only."""
+    """Items of one split (by the hash of their question/context), sets interleaved, part `mine` only."""
     pools = []
     for name in sets:
         rows = offline_data._select(offline_data.ROWS[name](), "mine")
-        items = []
-        for r in rows:
-            options = r.get("options") or r.get("choices")
-            gold = r.get("gold", r.get("answer"))
-            if split_of(r["question"], val_share, test_share) == split and options and len(options) <= len(LETTERS):
-                items.append({"id": f"{name}/{r.get('id', len(items))}", "set": name, "question": r["question"],
-                              "options": list(options), "gold": int(gold)})
-        pools.append(items)
+        items = [_as_item(name, r, i) for i, r in enumerate(rows)]
+        pools.append([item for item in items if item and len(item["options"]) <= len(LETTERS)
+                      and split_of(item["question"], val_share, test_share) == split])
     return list(interleave(pools))[:limit]
-
-
-def prompt_of(item: dict) -> str:
-    """lm-eval's cloze form (arc_easy style): each option is scored as the continuation of this."""
-    return f"Question: {item['question']}\nAnswer:"
 
 
 class MCScorer:
@@ -60,7 +65,7 @@ class MCScorer:
         total loglikelihood and whose alternatives are the other options' (softmax = option probability).
         """
         started = time.perf_counter()
-        pairs = [self.lm.encode_pair(prompt_of(item), f" {option}") for option in item["options"]]
+        pairs = [self.lm.encode_pair(item["prompt"], f" {option}") for option in item["options"]]
         results = self.lm.scorer.score(pairs[0][0], [continuation for _, continuation in pairs])
         seconds = time.perf_counter() - started
         options = [float(logprob) for logprob, _ in results]

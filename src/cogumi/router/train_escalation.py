@@ -1,7 +1,7 @@
 """`train.py stage=escalation`: the dissatisfaction detector (MiniLM embeddings + logistic regression).
 
-Trained on pattern complaints vs shipped conversation turns; the decision threshold maximises F1 on
-the validation split; precision/recall/F1 per class are measured on hand-written turns that no
+Trained on pattern complaints vs shipped conversation turns and pattern satisfied follow-ups; the
+decision threshold maximises F1 on the validation split; precision/recall/F1 per class are measured on hand-written turns that no
 pattern produced, alone and together with held-out conversation turns (more negatives).
 """
 
@@ -46,7 +46,8 @@ def class_report(scores: np.ndarray, labels: np.ndarray, threshold: float) -> di
 
 
 def run(ctx: StageContext, sources: dict, negative_sources: list[str], negatives_per_source: int, positives: int,
-        val_share: float, test_share: float, heldout_negatives: int, c: float, seed: int = 1234) -> Artifact:
+        satisfied: int, val_share: float, test_share: float, heldout_negatives: int, c: float,
+        seed: int = 1234) -> Artifact:
     inputs = {"encoder": embedder_dir(), "patterns": escalation_data.PATTERNS, "eval": escalation_data.EVAL_TURNS}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
@@ -54,6 +55,7 @@ def run(ctx: StageContext, sources: dict, negative_sources: list[str], negatives
     negatives = escalation_data.conversation_negatives(list(negative_sources), sources, negatives_per_source,
                                                        val_share, test_share, seed)
     train_pos = escalation_data.pattern_positives(positives, val_share, seed)
+    train_pos += escalation_data.pattern_satisfied(satisfied, val_share, seed)
     evaluation = escalation_data.evaluation_turns()
     heldout = [t for t in negatives if t.split == "test"][:heldout_negatives]
     fitting = [t for t in train_pos + negatives if t.split in ("train", "val")]
@@ -67,31 +69,43 @@ def run(ctx: StageContext, sources: dict, negative_sources: list[str], negatives
     scores = head.probabilities(vectors)[:, 1]
     threshold = best_threshold(scores[val], labels[val])
     written = split == "eval"
+    second = np.zeros(len(split), dtype=bool)
+    second[len(fitting):len(fitting) + len(evaluation)] = [t.source["written"] == "second" for t in evaluation]
     with_heldout = written | (split == "heldout")
     report = {"threshold": threshold, "validation": class_report(scores[val], labels[val], threshold),
               "handwritten": class_report(scores[written], labels[written], threshold),
+              # written after the one revision of the patterns (the first batch had been looked at)
+              "handwritten_second_batch": class_report(scores[second], labels[second], threshold),
               "handwritten_plus_heldout_turns": class_report(scores[with_heldout], labels[with_heldout], threshold),
               "counts": {s: {"dissatisfied": int(labels[split == s].sum()), "total": int((split == s).sum())}
                          for s in ("train", "val", "eval", "heldout")}}
     with ctx.create_artifact(inputs) as out:
         head.save(out.dir / "head.npz")
-        (out.dir / SPEC_FILE).write_text(json.dumps({"head": "head.npz", "threshold": threshold,
-                                                     "encoder": encoder.identity, "labels": ["satisfied", "dissatisfied"]}, indent=2))
+        spec = {"head": "head.npz", "threshold": threshold, "encoder": encoder.identity,
+                "labels": ["satisfied", "dissatisfied"]}
+        (out.dir / SPEC_FILE).write_text(json.dumps(spec, indent=2))
         (out.dir / "report.json").write_text(json.dumps(report, indent=2))
-        with (out.dir / "eval_scores.jsonl").open("w") as fh:
-            for t, s in zip(evaluation + heldout, scores[written | (split == "heldout")]):
-                fh.write(json.dumps({"text": t.text, "label": t.label, "score": round(float(s), 4), "source": t.source}) + "\n")
-        with (out.dir / "training_turns.jsonl").open("w") as fh:
-            for t in fitting:
-                fh.write(json.dumps({"text": t.text, "label": t.label, "split": t.split, "source": t.source}) + "\n")
-        hand = report["handwritten"]["dissatisfied"]
-        out.metrics.update({"precision": hand["precision"], "recall": hand["recall"], "f1": hand["f1"],
-                            "eval_turns": int(written.sum()), "threshold": round(threshold, 4),
-                            "precision_with_heldout": report["handwritten_plus_heldout_turns"]["dissatisfied"]["precision"],
-                            "heldout_turns": int(with_heldout.sum()),
-                            "detector_size_mb": round(sum((out.dir / f).stat().st_size
-                                                          for f in ("head.npz", SPEC_FILE)) / 1e6, 4)})
+        scored = scores[written | (split == "heldout")]
+        _write_jsonl(out.dir / "eval_scores.jsonl", [{"text": t.text, "label": t.label, "score": round(float(s), 4),
+                                                     "source": t.source} for t, s in zip(evaluation + heldout, scored)])
+        _write_jsonl(out.dir / "training_turns.jsonl", [{"text": t.text, "label": t.label, "split": t.split,
+                                                        "source": t.source} for t in fitting])
+        out.metrics.update(_metrics(report, int(written.sum()), int(with_heldout.sum()), threshold,
+                                    sum((out.dir / f).stat().st_size for f in ("head.npz", SPEC_FILE)) / 1e6))
         out.extra["data"] = {"negative_sources": list(negative_sources), "patterns": escalation_data.PATTERNS.name,
                              "eval": escalation_data.EVAL_TURNS.name, "counts": report["counts"]}
         log.info("escalation: %s", report["handwritten"])
     return out.artifact
+
+
+def _write_jsonl(path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _metrics(report: dict, eval_turns: int, with_heldout: int, threshold: float, size_mb: float) -> dict:
+    hand, second = report["handwritten"]["dissatisfied"], report["handwritten_second_batch"]["dissatisfied"]
+    return {"precision": hand["precision"], "recall": hand["recall"], "f1": hand["f1"], "eval_turns": eval_turns,
+            "threshold": round(threshold, 4), "heldout_turns": with_heldout,
+            "precision_with_heldout": report["handwritten_plus_heldout_turns"]["dissatisfied"]["precision"],
+            "recall_second_batch": second["recall"], "precision_second_batch": second["precision"],
+            "detector_size_mb": round(size_mb, 4)}
