@@ -143,7 +143,7 @@ def _run_in_process(entry: str, stage: str, overrides: list[str]):
 @pytest.mark.slow
 def test_cascade_then_modifier_on_the_embedded_model(outputs, embedded_model):
     """The two stages end to end, tiny: the artifact layout the server and the router rely on."""
-    common = ["logger=none", "domain=automation", "hardware.threads=2"]
+    common = ["logger=none", "domain=automation"]
     cascade = _run_in_process("train", "cascade", [
         *common, "stage.run.model=base", "stage.run.mine_items=8", "stage.run.max_records=8",
         "stage.run.tiers=[{kind: self, n: 2, temperature: 0.8}, {kind: reference}]"])
