@@ -110,3 +110,21 @@ def test_a_dataset_without_splits_is_named_in_the_error(outputs):
     cfg = compose_entry("train", ["stage=sft", "logger=none"])
     with pytest.raises(ConfigError, match="train.jsonl"):
         instantiate(cfg.stage.run)(build_context(cfg, "sft"))
+
+
+def test_data_parallel_ranks_split_each_step_of_the_one_stream():
+    """Rank r takes stream positions r, r+2, ...: a step of 2 ranks × batch 2 is a 1-process batch of 4."""
+    single = list(StreamSampler(n=7, total=24, seed=3))
+    ranks = []
+    for rank in (0, 1):
+        sampler = StreamSampler(n=7, total=24, seed=3)
+        sampler.rank, sampler.world = rank, 2
+        ranks.append(list(sampler))
+        assert len(sampler) == 12
+    for step in range(6):
+        together = ranks[0][2 * step:2 * step + 2] + ranks[1][2 * step:2 * step + 2]
+        assert sorted(together) == sorted(single[4 * step:4 * step + 4])
+    # Resuming after 2 steps (8 global rows) continues each rank where it stopped.
+    resumed = StreamSampler(n=7, total=24, seed=3)
+    resumed.rank, resumed.world, resumed.skip = 1, 2, 8
+    assert list(resumed) == ranks[1][4:]

@@ -40,10 +40,14 @@ def collate_rows(rows: list[PackedRow], pad_token_id: int) -> dict:
 
 
 class StreamSampler(torch.utils.data.Sampler):
-    """`total` row indices: successive seeded shuffles of range(n); `skip` leading ones on resume."""
+    """`total` row indices: successive seeded shuffles of range(n); `skip` leading ones on resume.
+
+    Under data parallelism rank r of `world` takes stream positions r, r + world, ... (after the
+    skip), so one optimizer step of all ranks covers exactly the rows one process would take."""
 
     def __init__(self, n: int, total: int, seed: int):
         self.n, self.total, self.seed, self.skip = n, total, seed, 0
+        self.rank, self.world = 0, 1
 
     def order(self) -> list[int]:
         indices, passes = [], 0
@@ -56,10 +60,10 @@ class StreamSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         skip, self.skip = self.skip, 0
-        yield from self.order()[skip:]
+        yield from self.order()[skip:][self.rank::self.world]
 
     def __len__(self) -> int:
-        return self.total
+        return len(range(self.rank, self.total, self.world))
 
 
 class PackedDataModule(L.LightningDataModule):
@@ -73,8 +77,15 @@ class PackedDataModule(L.LightningDataModule):
     def _collate(self, rows):
         return collate_rows(rows, self.pad_token_id)
 
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self):
         trainer = self.trainer
+        # The stream is sharded here, not by Lightning (use_distributed_sampler=False in trainer.py):
+        # its DistributedSampler would reshuffle the stream and break both the step order and resume.
+        self.sampler.rank, self.sampler.world = self._rank()
         if trainer is not None and trainer.global_step > 0:
             # Resuming: the batches of the steps already taken are consumed (same order as before).
             # Under DDP Lightning splits this one stream across ranks, so every rank's rows count.
@@ -85,5 +96,6 @@ class PackedDataModule(L.LightningDataModule):
                                            collate_fn=self._collate)
 
     def val_dataloader(self):
-        return torch.utils.data.DataLoader(self.val_rows, batch_size=self.eval_batch_size, shuffle=False,
-                                           collate_fn=self._collate)
+        rank, world = self._rank()  # each rank scores its share; the module sums loss and tokens over ranks
+        return torch.utils.data.DataLoader(self.val_rows[rank::world], batch_size=self.eval_batch_size,
+                                           shuffle=False, collate_fn=self._collate)

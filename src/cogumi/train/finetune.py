@@ -130,6 +130,10 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
     from cogumi.train.merge import save_adapter_and_merged
 
     losses = module.losses_per_step()
+    if not trainer.is_global_zero:
+        # Data parallel: rank 0 writes the artifact; the other ranks wait for it and return the same one.
+        trainer.strategy.barrier("artifact")
+        return ctx.up_to_date(inputs)
     with ctx.create_artifact(inputs) as out:
         save_adapter_and_merged(peft_model, tokenizer, source, hardware, out.dir, keep_zeros)
         plot_losses(losses, untrained, best_val, out.dir / "loss.png")
@@ -156,6 +160,7 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
                                  "val_loss_per_validation": [[s, round(v, 5)] for s, v in module.val_history],
                                  **(extra or {})}
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the artifact now holds the result
+    trainer.strategy.barrier("artifact")
     return out.artifact
 
 

@@ -90,7 +90,17 @@ class LoraModule(L.LightningModule):
         self.step_losses.setdefault(self.global_step, []).append(float(loss.detach()))
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=1)
-        return loss
+        return self._token_weighted(loss, batch)
+
+    def _token_weighted(self, loss, batch):
+        """Under DDP, scale each rank's mean loss by its share of the step's reply tokens: DDP then
+        averages gradients into exactly the token-level mean one process would compute on the union."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world == 1:
+            return loss
+        local = (batch["labels"][:, 1:] != -100).sum().to(torch.float64)
+        total = self.trainer.strategy.reduce(local.clone(), reduce_op="sum")
+        return loss * (local * world / total).to(loss.dtype)
 
     def on_validation_epoch_start(self):
         self._val_sum, self._val_tokens = 0.0, 0
@@ -101,11 +111,18 @@ class LoraModule(L.LightningModule):
         loss = batch_loss(self.model, batch)
         self._val_sum += float(loss) * tokens
         self._val_tokens += tokens
-        self.log("val_loss", loss, prog_bar=True, batch_size=tokens)
+        # sync_dist: under DDP each rank sees part of the val rows; the logged value (what checkpointing
+        # and early stopping read) is the token-weighted mean over all ranks, as with one process.
+        self.log("val_loss", loss, prog_bar=True, batch_size=tokens, sync_dist=True)
 
     def on_validation_epoch_end(self):
-        if self._val_tokens and not self.trainer.sanity_checking:
-            self.val_history.append((self.global_step, self._val_sum / self._val_tokens))
+        if self.trainer.sanity_checking:
+            return
+        totals = torch.tensor([self._val_sum, float(self._val_tokens)], dtype=torch.float64)
+        if self.trainer.world_size > 1:
+            totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        if totals[1] > 0:
+            self.val_history.append((self.global_step, float(totals[0] / totals[1])))
 
     def on_before_optimizer_step(self, optimizer):
         from lightning.pytorch.utilities import grad_norm

@@ -62,6 +62,8 @@ def trainer_arguments(hardware: HardwareSpec, loop: LoopSettings) -> dict:
         val_check_interval=loop.val_every * hardware.grad_accum,
         check_val_every_n_epoch=None,
         enable_progress_bar=loop.progress_bar,
+        # PackedDataModule shards its row stream across ranks itself (same rows per step as 1 process).
+        use_distributed_sampler=False,
     )
 
 
