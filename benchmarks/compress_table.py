@@ -1,9 +1,12 @@
 """Size and fidelity table of the embedded model across compression formats (the compress benchmark).
 
 Rows: HF fp32 / bf16, GPTQ and AWQ W4A16 (llm-compressor, through `compress.py stage=quantize`),
-GGUF F16 / Q8_0 / Q6_K / Q5_K_M / Q4_K_M, zstd-packed GGUFs, and a 50 %-pruned model's packed
-GGUFs (GGUF stores pruned zeros densely; packing is where sparsity shows on disk). For each: MB,
-ratio to bf16, KL vs the F16 GGUF on held-out text, top-1 agreement, perplexity, decode tok/s.
+GGUF F16 / Q8_0 / Q6_K / Q5_K_M / Q4_K_M, each k-quant with and without an importance matrix
+(llama.cpp's llama-imatrix on C4 calibration text), zstd-packed GGUFs, and a 50 %-pruned model's
+packed GGUFs (GGUF stores pruned zeros densely; packing is where sparsity shows on disk). For each:
+MB, ratio to bf16, KL vs the F16 GGUF on held-out text, top-1 agreement, perplexity, decode tok/s;
+GGUF rows also carry llama.cpp's own `llama-perplexity --kl-divergence` KLD and top-1 (± its
+standard error) over `--kld-chunks` chunks, the anchor's measurement.
 The baseline of the same run is the F16 GGUF (KL 0 by definition) and the bf16 size.
 Anchor from llama.cpp: Llama-3-8B Q4_K_M is 29 % of F16 size at KLD 0.031.
 
@@ -80,9 +83,12 @@ def main() -> None:
     parser.add_argument("--level", type=int, default=19, help="zstd level of the packs")
     parser.add_argument("--calibration-samples", type=int, default=16, help="GPTQ / AWQ calibration samples")
     parser.add_argument("--skip-llmcompressor", action="store_true", help="no GPTQ / AWQ / pruning rows")
+    parser.add_argument("--kld-chunks", type=int, default=40, help="llama-perplexity KLD chunks of 256 tokens")
+    parser.add_argument("--imatrix-chunks", type=int, default=64, help="llama-imatrix chunks of 256 tokens")
     args = parser.parse_args()
 
     from cogumi.assets import converter_dir, embedded_model_dir
+    from cogumi.compress import llama_cli
     from cogumi.compress.gguf_export import convert_hf_to_gguf, decompress_to_dense, quantize_gguf
     from cogumi.compress.zstd_pack import pack_file
     from cogumi.data.text import read_documents
@@ -112,24 +118,35 @@ def main() -> None:
     tokenizer.save_pretrained(bf16_dir)
     bf16_mb = _mb(bf16_dir)
 
-    def score(name: str, scorer, size_mb: float, note: str = "") -> None:
+    def score(name: str, scorer, size_mb: float, note: str = "", gguf: Path | None = None) -> None:
         nll, _ = mean_nll(scorer, windows, 1, desc=name)
         div = divergence(scorer, cached_reference, windows, 1)
         rows.append({"format": name, "mb": round(size_mb, 1), "ratio_to_bf16": round(size_mb / bf16_mb, 3),
                      "kl_vs_f16": round(div["kl_mean"], 5), "top1_vs_f16": round(div["top1_agreement"], 4),
                      "ppl": round(math.exp(nll), 3), "decode_tok_s": _decode_tok_s(scorer), "note": note})
+        if gguf is not None and gguf != f16:
+            anchor = llama_cli.kl_divergence(gguf, kld_base, 256, work / f"{gguf.stem}.kld.log")
+            rows[-1].update({f"llama_{k}": round(v, 5) if isinstance(v, float) else v for k, v in anchor.items()})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         _save(rows)
+
+    # llama.cpp's own tools: reference logits for KLD, importance matrix from C4 (never the held-out text).
+    kld_base = llama_cli.save_kld_base(f16, heldout, work / "f16.kld", 256, args.kld_chunks)
+    calibration = work / "c4.txt"
+    calibration.write_text("\n\n".join(read_documents(ROOT / ".cache/cogumi/data/llamafactory/data/c4_demo.jsonl")))
+    imatrix = llama_cli.compute_imatrix(f16, calibration, work / "imatrix.gguf", args.imatrix_chunks, 256)
 
     # Fast llama.cpp rows first, so an interrupted run still has them (partial JSON after every row).
     score("GGUF F16", reference, _mb(f16), "llama.cpp baseline")
     ggufs = {"F16": f16}
     for quant_type in TYPES:
-        ggufs[quant_type] = work / f"{quant_type}.gguf"
-        notes = quantize_gguf(f16, ggufs[quant_type], quant_type)
-        model = GGUFCausalLM(ggufs[quant_type], n_ctx=512)
-        score(f"GGUF {quant_type}", model, _mb(ggufs[quant_type]), notes.get("fallback") or "")
-        model.close()
+        for with_imatrix in (False, True) if "_K" in quant_type else (False,):
+            name = f"{quant_type}+imatrix" if with_imatrix else quant_type
+            ggufs[name] = work / f"{name}.gguf"
+            notes = quantize_gguf(f16, ggufs[name], quant_type, imatrix=imatrix if with_imatrix else None)
+            model = GGUFCausalLM(ggufs[name], n_ctx=512)
+            score(f"GGUF {name}", model, _mb(ggufs[name]), notes.get("fallback") or "", gguf=ggufs[name])
+            model.close()
     for quant_type in ("F16", "Q4_K_M"):
         record = pack_file(ggufs[quant_type], work / f"{quant_type}.gguf.zst", args.level, 4 << 20, 110 * 1024, 64,
                            32 * 1024)
@@ -153,7 +170,8 @@ def main() -> None:
             score(f"{method.upper()} W4A16 g64", model, _mb(compressed), "compressed-tensors on disk; scored dense")
             model.close()
     reference.close()
-    result = {"windows": args.windows, "tokens_per_window": 256, "bf16_mb": round(bf16_mb, 1), "rows": rows,
+    result = {"windows": args.windows, "tokens_per_window": 256, "bf16_mb": round(bf16_mb, 1),
+              "llama_kld_chunks": args.kld_chunks, "imatrix_chunks": args.imatrix_chunks, "rows": rows,
               "anchor": "llama.cpp Llama-3-8B Q4_K_M: 29 % of F16 size at KLD 0.031"}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))

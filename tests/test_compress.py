@@ -108,3 +108,53 @@ def test_compress_and_evaluate_import_each_other_one_way_only():
     """Fidelity scoring lives in cogumi.models.fidelity, so compress never reaches into evaluate."""
     assert not {m for m in _cogumi_imports("compress") if m.startswith("cogumi.evaluate")}
     assert not {m for m in _cogumi_imports("models") if m.startswith(("cogumi.evaluate", "cogumi.train"))}
+
+
+LLAMA_PERPLEXITY_KLD_TAIL = """
+kl_divergence: computing over 40 chunks, n_ctx=256, batch_size=2048, n_seq=8
+====== Perplexity statistics ======
+Mean PPL(Q)                   :  17.123456 ±   0.412345
+Mean PPL(base)                :  16.500000 ±   0.400000
+Mean PPL(Q)/PPL(base)         :   1.037785 ±   0.004321
+====== KL divergence statistics ======
+Mean    KLD:   0.031234 ±   0.000812
+Maximum KLD:   2.345678
+====== Token probability statistics ======
+RMS Δp    :  4.123 ± 0.101 %
+Same top p: 91.875 ± 0.304 %
+"""
+
+
+def test_llama_perplexity_kld_output_is_parsed_with_its_uncertainties():
+    from cogumi.compress.llama_cli import LlamaToolError, parse_kld
+
+    parsed = parse_kld(LLAMA_PERPLEXITY_KLD_TAIL)
+    assert parsed["kld"] == 0.031234 and parsed["kld_uncertainty"] == 0.000812
+    assert parsed["same_top_p"] == pytest.approx(0.91875) and parsed["same_top_p_uncertainty"] == pytest.approx(0.00304)
+    assert parsed["ppl_ratio"] == pytest.approx(1.037785) and (parsed["chunks"], parsed["n_ctx"]) == (40, 256)
+    with pytest.raises(LlamaToolError, match="kld"):
+        parse_kld(LLAMA_PERPLEXITY_KLD_TAIL.replace("Mean    KLD", "Mean KL"))
+
+
+def test_gguf_stage_refuses_to_calibrate_the_imatrix_on_the_heldout_text():
+    cfg = compose_entry("compress", ["stage=gguf"])
+    assert cfg.stage.run.imatrix_text != cfg.stage.run.text_file
+    result = run_entry("compress", "stage=gguf", f"stage.run.imatrix_text={cfg.stage.run.text_file}", "logger=none")
+    assert result.returncode == 2 and "held-out" in result.stderr + result.stdout
+
+
+def test_gap_closed_is_the_share_of_the_pruning_gap_recovered():
+    import math
+
+    from cogumi.evaluate.recovery_gap import gap_closed, gap_closed_interval
+
+    dense, pruned = [math.log(10.0)] * 4, [math.log(20.0)] * 4
+    assert gap_closed(dense, pruned, [math.log(17.0)] * 4) == pytest.approx(0.3)
+    assert gap_closed(dense, pruned, pruned) == 0.0
+    rng = __import__("random").Random(0)
+    nlls = {"dense": [2.3 + rng.gauss(0, 0.1) for _ in range(30)]}
+    nlls["pruned"] = [d + 0.7 + rng.gauss(0, 0.05) for d in nlls["dense"]]
+    nlls["recovered"] = [d + 0.35 + rng.gauss(0, 0.05) for d in nlls["dense"]]
+    low, high = gap_closed_interval(nlls, 0.95, seed=0)
+    point = gap_closed(nlls["dense"], nlls["pruned"], nlls["recovered"])
+    assert low < point < high and 0.3 < low and high < 0.7

@@ -3,6 +3,10 @@
 Every quantized file is compared to the F16 export on held-out text (KL divergence, top-1 agreement,
 perplexity) and on fixed prompts; a type above `max_kl` fails the stage, so nothing unfaithful is
 written. Quantizing is always done from the F16 export, never from an already-quantized GGUF.
+With `imatrix_text`, llama.cpp's `llama-imatrix` computes an importance matrix of the F16 export on
+that calibration text (never the held-out text) and `llama-quantize --imatrix` uses it. With
+`llama_kld_chunks`, llama.cpp's own `llama-perplexity --kl-divergence` measures KLD and top-1 of
+every type too: the anchor's number, as a cross-check of ours.
 """
 
 import logging
@@ -11,6 +15,7 @@ from pathlib import Path
 
 from cogumi.artifacts import Artifact
 from cogumi.assets import converter_dir
+from cogumi.compress import llama_cli
 from cogumi.compress.gguf_export import (convert_hf_to_gguf, decompress_to_dense, ftype_of, is_compressed_tensors,
                                          quantize_gguf)
 from cogumi.data.text import read_documents
@@ -39,16 +44,26 @@ def _threshold(max_kl, quant_type: str) -> float | None:
     return max_kl.get(quant_type) if isinstance(max_kl, dict) else max_kl
 
 
+def _calibration_text(source: str, target: Path) -> Path:
+    """llama-imatrix reads plain text: the calibration documents, one after another."""
+    target.write_text("\n\n".join(read_documents(source)))
+    return target
+
+
 def run(ctx: StageContext, model: str, types: list[str], reference_type: str, text_file: str, window: int,
         max_windows: int | None, batch_size: int, prompts: list[str], max_new_tokens: int,
-        max_kl=None) -> Artifact:
-    from cogumi.models.fidelity import GGUFCausalLM, fidelity
+        max_kl=None, imatrix_text: str | None = None, imatrix_chunks: int = 32, imatrix_ctx: int = 256,
+        llama_kld_chunks: int = 0) -> Artifact:
     from cogumi.models import load_tokenizer
+    from cogumi.models.fidelity import GGUFCausalLM, fidelity
 
     types = [str(t).upper() for t in types]
     _check_knobs(types, reference_type, max_kl)
     model_input = ctx.model_input(model)
-    inputs = {"model": model_input.identity, "text": text_file}
+    if imatrix_text is not None and Path(imatrix_text).resolve() == Path(text_file).resolve():
+        raise ConfigError("stage.run.imatrix_text is the held-out text_file: calibrate on other text")
+    inputs = {"model": model_input.identity, "text": text_file,
+              **({"imatrix_text": imatrix_text} if imatrix_text else {})}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
 
@@ -63,6 +78,14 @@ def run(ctx: StageContext, model: str, types: list[str], reference_type: str, te
         reference_file = convert_hf_to_gguf(source, gguf_dir / f"{reference_type.upper()}.gguf", converter_dir(),
                                             reference_type)
         reference_mb = reference_file.stat().st_size / 1e6
+        imatrix = None
+        if imatrix_text:
+            imatrix = llama_cli.compute_imatrix(reference_file, _calibration_text(imatrix_text, Path(scratch) / "calib.txt"),
+                                                gguf_dir / "imatrix.gguf", imatrix_chunks, imatrix_ctx, ctx.hardware.threads)
+        kld_base = None
+        if llama_kld_chunks:
+            kld_base = llama_cli.save_kld_base(reference_file, Path(text_file), Path(scratch) / "base.kld", window,
+                                               llama_kld_chunks, ctx.hardware.threads)
         n_ctx = max(window, 512)
         reference = GGUFCausalLM(reference_file, n_ctx=n_ctx, threads=ctx.hardware.threads)
         out.metrics[f"{reference_type.upper()}/size_mb"] = round(reference_mb, 2)
@@ -70,7 +93,7 @@ def run(ctx: StageContext, model: str, types: list[str], reference_type: str, te
         try:
             for quant_type in types:
                 target = gguf_dir / f"{quant_type}.gguf"
-                notes = quantize_gguf(reference_file, target, quant_type, ctx.hardware.threads)
+                notes = quantize_gguf(reference_file, target, quant_type, ctx.hardware.threads, imatrix)
                 quantized = GGUFCausalLM(target, n_ctx=n_ctx, threads=ctx.hardware.threads)
                 try:
                     result = fidelity(quantized, reference, tokenizer, documents, window, max_windows, batch_size,
@@ -80,6 +103,10 @@ def run(ctx: StageContext, model: str, types: list[str], reference_type: str, te
                 reference_nll = _nll_of(result["reference_perplexity"])
                 size_mb = target.stat().st_size / 1e6
                 result.update(size_mb=round(size_mb, 2), ratio_to_reference=round(size_mb / reference_mb, 4), **notes)
+                if kld_base is not None:
+                    anchor = llama_cli.kl_divergence(target, kld_base, window, Path(scratch) / f"{quant_type}.kld.log",
+                                                     ctx.hardware.threads)
+                    result.update({f"llama_{k}": round(v, 6) if isinstance(v, float) else v for k, v in anchor.items()})
                 report[quant_type] = result
                 limit = _threshold(max_kl, quant_type)
                 if limit is not None and result["kl_mean"] > limit:
@@ -87,13 +114,16 @@ def run(ctx: StageContext, model: str, types: list[str], reference_type: str, te
                                             f"stage.run.max_kl={limit}; no artifact written")
                 out.metrics.update({f"{quant_type}/{k}": result[k] for k in
                                     ("size_mb", "ratio_to_reference", "kl_mean", "top1_agreement", "perplexity",
-                                     "prompt_agreement") if k in result})
+                                     "prompt_agreement", "llama_kld", "llama_kld_uncertainty", "llama_same_top_p",
+                                     "llama_same_top_p_uncertainty", "llama_ppl_ratio") if k in result})
         finally:
             reference.close()
         out.metrics["reference_perplexity"] = report[types[0]]["reference_perplexity"]
         # Single names for sweeps over one type at a time (sweeps/quant_type.yaml).
         out.metrics.update(kl_mean=report[types[-1]]["kl_mean"], size_mb=report[types[-1]]["size_mb"])
-        out.extra["fidelity"] = {"reference": f"gguf/{reference_type.upper()}.gguf", "by_type": report}
+        out.extra["fidelity"] = {"reference": f"gguf/{reference_type.upper()}.gguf", "by_type": report,
+                                 "imatrix": {"text": imatrix_text, "chunks": imatrix_chunks, "ctx": imatrix_ctx}
+                                 if imatrix else None}
     return out.artifact
 
 

@@ -14,6 +14,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from cogumi.compress import llama_cli
 from cogumi.errors import AssetMissingError, CogumiError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -147,12 +148,13 @@ def quantize_gguf(source: Path, out_file: Path, quant_type: str, threads: int | 
     """llama.cpp quantization of an F16/F32 GGUF; returns notes (e.g. how many tensors fell back)."""
     import llama_cpp
 
+    if imatrix is not None:  # the binding has no imatrix loader: llama.cpp's own llama-quantize reads the file
+        result = llama_cli.quantize(source, out_file, quant_type, imatrix)
+        return {"fallback": f"{result['fallback_tensors']} tensor(s) required fallback quantization"
+                if result["fallback_tensors"] else None, "imatrix": True}
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype_of(quant_type)
     params.nthread = threads or os.cpu_count() or 1
-    if imatrix is not None:
-        raise ConfigError("stage.run.imatrix: importance matrices need llama.cpp's llama-imatrix tool, "
-                          "which the llama-cpp-python wheel does not ship; leave it null")
     with _captured_stderr() as captured:
         code = llama_cpp.llama_model_quantize(str(source).encode(), str(out_file).encode(), params)
     text = captured[0] if captured else ""
