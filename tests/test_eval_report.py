@@ -1,13 +1,18 @@
 """The run report: an 80-column closing table, report.md with figures and commands, true wall times."""
 
 import json
+import os
+import sys
 import time
 
 from cogumi.artifacts import ArtifactStore
 from cogumi.evaluate.report import WIDTH, StepOutcome, closing_table, write_report
 from cogumi.hardware import HardwareSpec
 from cogumi.models.spec import ModelSpec
+from cogumi.paths import PROJECT_ROOT
+from cogumi.pipeline import PipelineStep, _run_step
 from cogumi.stage import STEP_RECORD_ENV, StageContext
+from cogumi.tracking import RUN_GROUP_ENV
 
 
 def _suite_artifact(store: ArtifactStore, name: str, correct: list[int]):
@@ -70,3 +75,21 @@ def test_manifest_wall_time_covers_the_whole_stage(tmp_path, monkeypatch):
     assert ctx.up_to_date({}) is not None
     entries = [json.loads(line) for line in record.read_text().splitlines()]
     assert [(e["stage"], e["reused"]) for e in entries] == [("demo", False), ("demo", True)]
+
+
+def test_a_pipeline_step_knows_the_artifact_it_made_and_its_gate_verdict(outputs):
+
+    store = ArtifactStore(outputs / "artifacts")
+    with store.create("sft", "m", {}, [], name="small") as out:
+        (out.dir / "model").mkdir()
+        (out.dir / "model" / "model.safetensors").write_bytes(b"\0" * 2**20)
+    command = [sys.executable, str(PROJECT_ROOT / "evaluate.py"), "stage=gate", f"stage.run.artifact={out.artifact.path}",
+               "gates.tasks=[]", "gates.absolute=[{metric:size_mb,max:0.5}]", "gates.relative=[]",
+               "gates.reference=null", "gates.promote_as=student", "logger=none"]
+    outcome = _run_step(1, PipelineStep(command, gate=True), {**os.environ, RUN_GROUP_ENV: "run-1"})
+    assert outcome.exit_code == 1 and outcome.verdict == "FAIL"
+    assert outcome.artifact is not None and outcome.artifact.stage == "gate" and not outcome.reused
+    assert outcome.wall_s >= outcome.artifact.manifest["timings"]["wall_s"] > 0
+    assert any("FAIL" in line for line in closing_table([outcome], outcome.wall_s).splitlines())
+    again = _run_step(1, PipelineStep(command, gate=True), dict(os.environ))
+    assert again.reused and again.artifact.path == outcome.artifact.path and again.verdict == "FAIL"
