@@ -13,6 +13,7 @@ layers but lm_head, which SmolLM2 ties to its embeddings).
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -69,8 +70,9 @@ def main() -> None:
     from llama_cpp import Llama
 
     model_dir = embedded_model_dir()
+    # Decode speeds are only comparable within one run; the load says how busy the machine was.
     result = {"model": str(model_dir), "rank": args.rank, "tokens": args.tokens, "repeats": args.repeats,
-              "threads": args.threads}
+              "threads": args.threads, "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="lora-bench-") as scratch:
         scratch = Path(scratch)
         base_gguf = convert_hf_to_gguf(model_dir, scratch / "base-F16.gguf", converter_dir(), "F16")
@@ -113,6 +115,7 @@ def main() -> None:
                           "gguf_f16_mb": size_mb(gguf)})
         result["adapter_mb_by_rank"] = sizes
         result["base_gguf_f16_mb"] = size_mb(base_gguf)
+    result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
