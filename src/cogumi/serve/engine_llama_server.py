@@ -60,6 +60,11 @@ class LlamaServerEngine(UpstreamEngine):
             listed = httpx.get(f"{root}/lora-adapters", timeout=10).json()
             if [Path(a["path"]).resolve() for a in listed] != [Path(p).resolve() for p in modifiers.values()]:
                 raise CogumiError(f"llama-server lists adapters {listed}, expected {list(modifiers.values())}")
+            if listed:
+                # --lora-init-without-apply still lists scale 1.0 here: set the global scales to 0 explicitly,
+                # so a request that names no adapter gets the bare base.
+                httpx.post(f"{root}/lora-adapters", json=[{"id": a["id"], "scale": 0.0} for a in listed],
+                           timeout=10).raise_for_status()
         except BaseException:
             self._stop()
             raise
