@@ -77,7 +77,7 @@ def test_escalation_detector_finds_complaints_it_was_not_trained_on(trained):
 
 def test_threshold_sweep_runs_three_trials_on_answers_scored_once(trained):
     outputs, env, store = trained
-    result = run_entry("evaluate", "-m", "sweeps=router_threshold", "hydra.sweeper.n_trials=3",
+    result = run_entry("evaluate", "-m", "stage=route", "sweeps=router_threshold", "hydra.sweeper.n_trials=3",
                        "stage.run.items=30", "logger=none", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = store.artifacts("route_sweep")
