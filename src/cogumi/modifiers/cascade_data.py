@@ -19,7 +19,7 @@ from cogumi.errors import ConfigError
 from cogumi.evaluate import offline_data
 from cogumi.evaluate.selfconsistency import Sampler
 from cogumi.modifiers.base_model import gguf_of, student_ref
-from cogumi.modifiers.domain import check_tiers, domain_from
+from cogumi.modifiers.domain import check_tiers, domain_from, plain
 from cogumi.modifiers.feedback import read_feedback
 from cogumi.modifiers.funnel import funnel_table, plot_funnel
 from cogumi.modifiers.items import TASKS, interleaved
@@ -88,7 +88,7 @@ def _feedback_records(feedback, verifier, domain: str) -> tuple[list[KeptAnswer]
 def run(ctx: StageContext, domain: dict, tiers: list[dict], model: str, gguf_type: str, mine_items: int,
         max_records: int, feedback_file: str | None, val_fraction: float, seed: int = 1234) -> Artifact:
     spec = domain_from(domain)
-    tiers = [dict(t) for t in tiers]
+    tiers = [dict(t) for t in plain(tiers)]
     check_tiers(tiers, "stage.run")
     if mine_items < 0 or max_records < 1:
         raise ConfigError(f"stage.run.mine_items={mine_items} must be >= 0 and max_records={max_records} >= 1")

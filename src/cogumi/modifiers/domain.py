@@ -6,6 +6,8 @@ both; the verifier must fit every task's key; tiers name kinds the cascade knows
 
 from dataclasses import dataclass
 
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
 from cogumi.errors import ConfigError
 from cogumi.evaluate.harness import PRIMARY
 from cogumi.modifiers.items import TASKS, verifier_of
@@ -30,6 +32,13 @@ class DomainSpec:
     mine_part: str = "mine"
     gate_part: str = "gate"
     max_tokens: int = 128  # reply length for the domain's answers
+
+
+def plain(value):
+    """The dicts and lists a stage works on, from the config nodes the entry point hands it."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
 
 
 def check_tiers(tiers, where: str) -> None:
@@ -57,7 +66,7 @@ def check_gate(spec: DomainSpec, where: str) -> None:
 
 def domain_from(config: dict) -> DomainSpec:
     """DomainSpec from the resolved `domain` node; every mistake names conf/domain/<name>.yaml and the key."""
-    config = dict(config)
+    config = dict(plain(config))
     name = config.get("name", "?")
     where = f"conf/domain/{name}.yaml"
     known = set(DomainSpec.__dataclass_fields__)

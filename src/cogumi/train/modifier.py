@@ -21,7 +21,7 @@ from cogumi.errors import ConfigError
 from cogumi.modifiers import comparison as compare
 from cogumi.modifiers.base_model import gguf_of, student_ref
 from cogumi.modifiers.card import render_card
-from cogumi.modifiers.domain import domain_from
+from cogumi.modifiers.domain import domain_from, plain
 from cogumi.modifiers.gguf_lora import check_targets, convert_lora, size_mb
 from cogumi.modifiers.verifiers import verifier_from
 from cogumi.stage import StageContext
@@ -64,6 +64,7 @@ def run(ctx: StageContext, domain: dict, model: str, dataset: str | None, replay
         replay_fraction: float, max_train_records: int | None, max_val_records: int | None, gguf_type: str, lora_outtype: str, comparison: dict,
         promote: bool, **knobs) -> Artifact:
     spec = domain_from(domain)
+    comparison = plain(comparison)
     if spec.lora_rank is None:
         raise ConfigError(f"conf/domain/{spec.name}.yaml: lora_rank is null — the {spec.name} domain carries no modifier")
     settings = settings_from(ctx.stage, knobs)
