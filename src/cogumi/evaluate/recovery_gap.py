@@ -67,7 +67,8 @@ def run(ctx: StageContext, dense: str, pruned: str, recovered: str, text_file: s
     estimates = {role: mean_estimate(v, confidence=confidence, seed=seed) for role, v in nlls.items()}
     recovery = compare_paired(nlls["recovered"], nlls["pruned"], confidence=confidence, seed=seed)
     closed = gap_closed(nlls["dense"], nlls["pruned"], nlls["recovered"])
-    low, high = gap_closed_interval(nlls, confidence, seed)
+    # No gap (pruning did not raise perplexity): nothing to close, no interval.
+    low, high = gap_closed_interval(nlls, confidence, seed) if math.isfinite(closed) else (math.nan, math.nan)
 
     with ctx.create_artifact(inputs) as out:
         for role, e in estimates.items():
@@ -80,15 +81,20 @@ def run(ctx: StageContext, dense: str, pruned: str, recovered: str, text_file: s
             "recovered_minus_pruned_nll_ci": [round(recovery.low, 5), round(recovery.high, 5)],
             "recovery_p_value": recovery.p_value,
             "recovery_significant": bool(recovery.significant_drop),
-            "gap_closed": round(closed, 4), "gap_closed_ci": [round(low, 4), round(high, 4)],
+            "gap_closed": _finite(closed), "gap_closed_ci": [_finite(low), _finite(high)],
             **{f"{role}_{group}_sparsity": v for role in ("pruned", "recovered")
                for group, v in sparsity[role].items() if group in ("attention", "mlp")},
         })
         out.extra["nll_per_window"] = {role: [round(v, 5) for v in values] for role, values in nlls.items()}
         _plot(estimates, closed, (low, high), len(windows), out.dir / "recovery_gap.png")
-        log.info("perplexity dense %s / pruned %s / recovered %s; gap closed %.1f %% [%.1f, %.1f] (n=%d windows)",
-                 *(out.metrics[f"{r}_perplexity"] for r in ROLES), 100 * closed, 100 * low, 100 * high, len(windows))
+        log.info("perplexity dense %s / pruned %s / recovered %s; gap closed %s %s (n=%d windows)",
+                 *(out.metrics[f"{r}_perplexity"] for r in ROLES), out.metrics["gap_closed"],
+                 out.metrics["gap_closed_ci"], len(windows))
     return out.artifact
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 4) if math.isfinite(value) else None
 
 
 def _plot(estimates: dict, closed: float, interval: tuple, n: int, path) -> None:
