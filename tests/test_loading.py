@@ -85,3 +85,49 @@ def test_8b_profile_on_cuda_loads_bf16_for_measuring_and_nf4_for_training(tmp_pa
     assert next(measured.parameters()).dtype == torch.bfloat16
     trained, _ = load_causal_lm(folder, spec, load_in_4bit=True)
     assert _is_4bit(trained) and trained.device.type == "cuda"
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_qlora_step_on_cuda_moves_only_the_lora_weights(tmp_path, embedded_model):
+    from cogumi.train.datamodule import collate_rows
+    from cogumi.train.examples import encode_conversation, unpacked_rows
+    from cogumi.train.module import LoraSettings, add_lora, batch_loss, make_optimizer
+
+    spec = _h100_of_the_8b_preset()
+    folder = write_tiny_llama(tmp_path / "tiny", embedded_model, hidden=128)
+    model, tokenizer = load_causal_lm(folder, spec, load_in_4bit=True)
+    peft_model = add_lora(model, LoraSettings(rank=8), quantized=True)
+    chat = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]
+    batch = collate_rows(unpacked_rows([encode_conversation(tokenizer, chat, 64)]), tokenizer.pad_token_id)
+    batch = {k: v.to(model.device) for k, v in batch.items()}
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
+    optimizer = make_optimizer(spec.optimizer, params, lr=1e-2, weight_decay=0.0)  # paged 8-bit AdamW
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        batch_loss(peft_model, batch).backward()
+    optimizer.step()
+    assert any(not torch.equal(b, p.detach()) for b, p in zip(before, params))
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_gptq_w4a16_on_cuda_keeps_the_tiny_model_close(tmp_path, embedded_model):
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.quantization import GPTQModifier
+
+    from cogumi.compress.quantize import _scheme
+
+    spec = _h100_of_the_8b_preset()
+    folder = write_tiny_llama(tmp_path / "tiny", embedded_model, hidden=128)
+    model, tokenizer = load_causal_lm(folder, spec)
+    ids = torch.randint(0, len(tokenizer), (8, 64))
+    from datasets import Dataset
+
+    dataset = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist()})
+    reference = model(input_ids=ids[:2].to(model.device)).logits.float()
+    oneshot(model=model, tokenizer=tokenizer, dataset=dataset, recipe=[GPTQModifier(config_groups=_scheme(4, 64, True))],
+            num_calibration_samples=8, max_seq_length=64)
+    quantized = model(input_ids=ids[:2].to(model.device)).logits.float()
+    assert not torch.equal(reference, quantized)  # weights were quantized in place ...
+    assert torch.nn.functional.cosine_similarity(reference.flatten(), quantized.flatten(), dim=0) > 0.9  # ... faithfully
