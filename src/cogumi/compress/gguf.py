@@ -7,6 +7,12 @@ With `imatrix_text`, llama.cpp's `llama-imatrix` computes an importance matrix o
 that calibration text (never the held-out text) and `llama-quantize --imatrix` uses it. With
 `llama_kld_chunks`, llama.cpp's own `llama-perplexity --kl-divergence` measures KLD and top-1 of
 every type too: the anchor's number, as a cross-check of ours.
+
+On SmolLM2-135M (576 wide) the k-quant names mislead: rows of 576 are not a multiple of the 256
+k-quant block, so llama.cpp falls back per tensor (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0). Measured:
+"Q4_K_M" is 58 % Q5_0 + 22 % Q8_0 + 10.5 % Q4_K + 9 % Q6_K of the weights (105.5 MB) and "Q5_K_M" the
+same mix with Q5_1 / Q5_K (112.1 MB): two near-identical formats, Q5_K_M the finer one everywhere, so a
+higher KL for it on a few windows is sampling noise, not a property of the types.
 """
 
 import logging
