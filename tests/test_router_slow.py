@@ -15,8 +15,9 @@ from tests.conftest import run_entry
 
 pytestmark = pytest.mark.slow
 
-SMALL_ROUTER = ["stage.run.per_domain=80", "stage.run.calibration.fit_items=40", "stage.run.calibration.eval_items=40",
-                "stage.run.mlp.epochs=8", "logger=none"]
+# One thread: the 135M model and MiniLM gain little from two, and a shared CPU makes two much slower.
+SMALL_ROUTER = ["hardware.threads=1", "stage.run.per_domain=80", "stage.run.calibration.fit_items=40",
+                "stage.run.calibration.eval_items=40", "stage.run.mlp.epochs=8", "logger=none"]
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,8 @@ def trained(tmp_path_factory, embedded_model):
     outputs = tmp_path_factory.mktemp("router") / "outputs"
     env = {**os.environ, "COGUMI_OUTPUTS": str(outputs)}
     for stage, overrides in (("router", SMALL_ROUTER),
-                             ("escalation", ["stage.run.negatives_per_source=150", "stage.run.positives=300", "stage.run.satisfied=100",
+                             ("escalation", ["hardware.threads=1", "stage.run.negatives_per_source=150",
+                                             "stage.run.positives=300", "stage.run.satisfied=100",
                                              "stage.run.heldout_negatives=100", "logger=none"])):
         result = run_entry("train", f"stage={stage}", *overrides, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -78,7 +80,7 @@ def test_escalation_detector_finds_complaints_it_was_not_trained_on(trained):
 def test_threshold_sweep_runs_three_trials_on_answers_scored_once(trained):
     outputs, env, store = trained
     result = run_entry("evaluate", "-m", "stage=route", "sweeps=router_threshold", "hydra.sweeper.n_trials=3",
-                       "stage.run.items=30", "logger=none", env=env)
+                       "stage.run.items=30", "hardware.threads=1", "logger=none", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = store.artifacts("route_sweep")
     assert len(trials) == 3 and len(store.artifacts("route_answers")) == 1

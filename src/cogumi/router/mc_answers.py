@@ -56,7 +56,8 @@ class MCScorer:
                  seed: int = 0):
         from cogumi.evaluate.llama_lm import LlamaCppLM
 
-        self.lm = LlamaCppLM(str(gguf), n_ctx=n_ctx, n_threads=threads, seed=seed, lora_path=str(lora) if lora else None)
+        self.lm = LlamaCppLM(str(gguf), n_ctx=n_ctx, n_threads=threads, seed=seed,
+                             lora_path=str(lora) if lora else None)
 
     def answer(self, item: dict) -> dict:
         """The chosen option (highest loglikelihood), whether it is right, and its scores.

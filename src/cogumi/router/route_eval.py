@@ -43,7 +43,8 @@ def _sub_context(ctx: StageContext, stage: dict) -> StageContext:
                         tracker=NullTracker(), force=False)
 
 
-def cached_answers(ctx, router_artifact, gguf: str, model_identity, adapter, adapter_identity, settings: dict) -> list[dict]:
+def cached_answers(ctx, router_artifact, gguf: str, model_identity, adapter, adapter_identity,
+                   settings: dict) -> list[dict]:
     """Per item: base answer + calibrated confidence + predicted domain (+ the modifier's answer)."""
     sub = _sub_context(ctx, {"name": "route_answers", **settings, "adapter": str(adapter) if adapter else None})
     inputs = {"model": model_identity, "router": router_artifact}

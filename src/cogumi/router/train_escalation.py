@@ -1,8 +1,9 @@
 """`train.py stage=escalation`: the dissatisfaction detector (MiniLM embeddings + logistic regression).
 
 Trained on pattern complaints vs shipped conversation turns and pattern satisfied follow-ups; the
-decision threshold maximises F1 on the validation split; precision/recall/F1 per class are measured on hand-written turns that no
-pattern produced, alone and together with held-out conversation turns (more negatives).
+decision threshold maximises F1 on the validation split; precision/recall/F1 per class are
+measured on hand-written turns that no pattern produced, alone and together with held-out
+conversation turns (more negatives).
 """
 
 import json

@@ -79,7 +79,8 @@ def calibrate_confidence(ctx, model: str, gguf_type, settings: dict, val_share, 
                           f"Base confidence on {len(held)} held-out MC items")
     with (out_dir / "calibration_answers.jsonl").open("w") as fh:
         for a, p in zip(held, curves[chosen.kind]):
-            fh.write(json.dumps({k: a[k] for k in ("id", "set", "gold", "chosen", "correct")} | {"p_correct": p}) + "\n")
+            kept = {k: a[k] for k in ("id", "set", "gold", "chosen", "correct")}
+            fh.write(json.dumps(kept | {"p_correct": p}) + "\n")
     return {"model": target.location, "fit_items": len(fit), "eval_items": len(held),
             "base_accuracy": proportion(int(correct.sum()), len(correct)).to_dict(),
             "cv_brier": briers, "chosen": chosen.kind, "quality": quality, "calibrator": chosen.to_dict(),
