@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from cogumi.compress.gguf_export import convert_hf_to_gguf
 from cogumi.entry import build_context, compose_entry
 from cogumi.evaluate.gate import GateFailed
 from cogumi.evaluate.suite import read_samples
+from cogumi.stage import STEP_RECORD_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -84,12 +86,17 @@ def _gate(candidate, reference, check: str, lora=None) -> tuple[bool, dict, dict
                  "stage.run.kind=gguf", "logger=none"] + ([f"stage.run.lora={lora}"] if lora else [])
     cfg = compose_entry("evaluate", overrides)
     ctx = build_context(cfg, "gate")
+    record = Path(os.environ["COGUMI_OUTPUTS"]) / "steps.jsonl"
+    os.environ[STEP_RECORD_ENV] = str(record)  # which gate artifact this run made or reused
     try:
         instantiate(cfg.stage.run)(ctx)
         passed = True
     except GateFailed:
         passed = False
-    results = json.loads((ctx.store.artifacts("gate")[-1].path / "results.json").read_text())
+    finally:
+        os.environ.pop(STEP_RECORD_ENV)
+    gate = [e for e in map(json.loads, record.read_text().splitlines()) if e["stage"] == "gate"][-1]
+    results = json.loads((Path(gate["path"]) / "results.json").read_text())
     return passed, results["checks"][0], results
 
 
