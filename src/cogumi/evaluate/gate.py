@@ -128,8 +128,10 @@ def run(ctx: StageContext, artifact: str, gates: dict, fidelity: dict, promote: 
 def _evaluate(ctx, ref, candidate, reference_ref, reference, gates, fidelity_settings, inputs, kind, gguf_type,
               lora) -> Artifact:
     metrics, candidate_suite = measure(ctx, ref, gates, kind, gguf_type, lora)
-    reference_metrics, reference_suite = measure(ctx, reference_ref, gates, kind) if reference is not None \
-        else (None, None)
+    # The same artifact as reference (a LoRA gate: the GGUF without its adapter) means the same file.
+    reference_type = gguf_type if reference_ref == ref else None
+    reference_metrics, reference_suite = measure(ctx, reference_ref, gates, kind, reference_type) \
+        if reference is not None else (None, None)
     wanted = needed_metrics(gates)
     if reference is not None and fidelity_settings.get("enabled") and wanted & {"kl_mean", "top1_agreement",
                                                                               "perplexity"}:
