@@ -173,3 +173,34 @@ def test_cascade_then_modifier_on_the_embedded_model(outputs, embedded_model):
     # 4 items can never show a significant gain: the modifier must not be promoted.
     assert modifier.metrics["gate_passed"] == 0
     assert not (outputs / "artifacts" / "promoted" / "modifier-automation.json").exists()
+
+
+def test_the_base_gguf_is_the_one_made_from_the_student_and_promotion_falls_back_to_sft(tmp_path, caplog):
+    from cogumi.artifacts import input_record
+    from cogumi.errors import ConfigError
+    from cogumi.hardware import HardwareSpec
+    from cogumi.models.spec import ModelSpec
+    from cogumi.modifiers.base_model import gguf_of, student_ref
+    from cogumi.stage import StageContext
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    sfts = []
+    for name in ("old", "new"):
+        with store.create("sft", name, {}, [], name=name) as out:
+            (out.dir / "model").mkdir()
+        sfts.append(out.artifact)
+    with store.create("gguf", "of-old", {}, [input_record("model", sfts[0])], name="of-old") as out:
+        (out.dir / "gguf").mkdir()
+        (out.dir / "gguf" / "F16.gguf").write_bytes(b"gguf")
+    ctx = StageContext(stage="modifier", store=store, model=ModelSpec(name="m", hf_id="m"),
+                       hardware=HardwareSpec(name="cpu"), config={}, fingerprint_config={})
+    assert gguf_of(ctx, "sft/old", "F16") == sfts[0].path.parent.parent / "gguf" / "of-old" / "gguf" / "F16.gguf"
+    with pytest.raises(ConfigError, match="no Q4_K_M.gguf"):
+        gguf_of(ctx, "sft/old", "Q4_K_M")
+    with pytest.raises(ConfigError, match="no GGUF of sft/new"):
+        gguf_of(ctx, "latest:sft", "F16")  # the newest SFT has no GGUF: never another model's
+    with caplog.at_level("WARNING"):
+        assert student_ref(ctx, "promoted:student") == "latest:sft"
+    assert "nothing promoted" in caplog.text
+    store.promote(sfts[0], "student")
+    assert student_ref(ctx, "promoted:student") == "promoted:student"
