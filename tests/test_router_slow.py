@@ -26,9 +26,7 @@ def trained(tmp_path_factory, embedded_model):
     outputs = tmp_path_factory.mktemp("router") / "outputs"
     env = {**os.environ, "COGUMI_OUTPUTS": str(outputs)}
     for stage, overrides in (("router", SMALL_ROUTER),
-                             ("escalation", ["hardware.threads=1", "stage.run.negatives_per_source=150",
-                                             "stage.run.positives=300", "stage.run.satisfied=100",
-                                             "stage.run.heldout_negatives=100", "logger=none"])):
+                             ("escalation", ["hardware.threads=1", "logger=none"])):  # full size: ~1 min
         result = run_entry("train", f"stage={stage}", *overrides, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
     return outputs, env, ArtifactStore(outputs / "artifacts")
@@ -74,7 +72,8 @@ def test_escalation_detector_finds_complaints_it_was_not_trained_on(trained):
     _, _, store = trained
     metrics = store.resolve("latest:escalation").metrics
     assert metrics["eval_turns"] == 120
-    assert metrics["recall"] >= 0.6 and metrics["precision"] >= 0.6
+    # measured 0.65 / 0.87 at these settings (the goal, 0.8 / 0.8, is not reached yet)
+    assert metrics["recall"] >= 0.5 and metrics["precision"] >= 0.7
 
 
 def test_threshold_sweep_runs_three_trials_on_answers_scored_once(trained):
