@@ -166,8 +166,7 @@ def test_cascade_then_modifier_on_the_embedded_model(outputs, embedded_model):
     assert modifier.metrics["rank"] == 4 and modifier.metrics["train_records"] == len(
         (cascade.path / "train.jsonl").read_text().splitlines())
     assert 0 < modifier.metrics["adapter_mb"] < 10
-    info = modifier.manifest["modifier"]
-    assert modifier.manifest["extra"]["modifier"] == info  # where serve/modifier_catalog.py reads it
+    info = modifier.manifest["modifier"]  # where serve/modifier_catalog.py reads it
     assert info["domain"] == "automation" and info["rank"] == 4 and info["base_gguf"].endswith(".gguf")
     assert modifier.metrics["own/n"] == 4
     # 4 items can never show a significant gain: the modifier must not be promoted.

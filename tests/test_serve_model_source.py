@@ -85,9 +85,9 @@ def test_every_promoted_modifier_is_found_and_a_named_missing_one_is_an_error(tm
     store = ArtifactStore(tmp_path / "artifacts")
     for domain in ("code", "math"):
         folder = _stored(store, "modifier", domain, {"lora/adapter.gguf": domain},
-                         {"extra": {"modifier": {"domain": domain, "base_gguf": "x"}}})
+                         {"modifier": {"domain": domain, "base_gguf": "x"}})
         store.promote(store.resolve(str(folder)), f"modifier-{domain}")
-    _stored(store, "modifier", "unpromoted", {"lora/adapter.gguf": "u"}, {"extra": {"modifier": {"domain": "law"}}})
+    _stored(store, "modifier", "unpromoted", {"lora/adapter.gguf": "u"}, {"modifier": {"domain": "law"}})
     found = resolve_modifiers("promoted", store)
     assert [(m.domain, m.path.read_text(), m.served_name) for m in found] == [
         ("code", "code", "cogumi/code"), ("math", "math", "cogumi/math")]

@@ -1,7 +1,7 @@
 """Which LoRA modifiers a server offers: every `promoted:modifier-<domain>`, or an explicit list.
 
 A modifier artifact (`train.py stage=modifier`, converted by the modifier stage) holds
-`lora/adapter.gguf` and names its domain in the manifest's `extra.modifier.domain`.
+`lora/adapter.gguf` and names its domain in the manifest's `modifier.domain` (the stage's `out.extra["modifier"]`).
 """
 
 import logging
@@ -28,10 +28,10 @@ class ModifierFile:
 
 
 def _from_artifact(artifact: Artifact) -> ModifierFile:
-    info = artifact.manifest.get("extra", {}).get("modifier") or {}
+    info = artifact.manifest.get("modifier") or {}
     domain = info.get("domain")
     if not domain:
-        raise ArtifactError(f"{artifact.path}/manifest.json: extra.modifier.domain is missing")
+        raise ArtifactError(f"{artifact.path}/manifest.json: modifier.domain is missing")
     path = artifact.path / ADAPTER_FILE
     if not path.is_file():
         raise ArtifactError(f"modifier '{domain}' ({artifact.ref}): {path} is missing")

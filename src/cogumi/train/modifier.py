@@ -147,7 +147,4 @@ def _package(ctx, spec, rank, student, base, base_gguf, fit, data, inputs, lora_
                             "val_loss_untrained": fit.metrics.get("val_loss_untrained")})
         out.extra["modifier"] = {"domain": spec.name, "rank": rank, "base_model": base_ref, "base_gguf": str(base_gguf),
                                  "fit": fit.ref, "dataset": data.ref}
-        # serve/modifier_catalog.py reads manifest["extra"]["modifier"]; the store flattens `extra` to the
-        # top level, so the record is written at both places until that reader follows the store.
-        out.extra["extra"] = {"modifier": out.extra["modifier"]}
     return out.artifact
