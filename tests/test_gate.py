@@ -177,3 +177,26 @@ def test_the_pipeline_suite_steps_use_the_embedded_gates_knobs():
         run = compose_entry("evaluate", ["experiments=embedded", *args]).stage.run
         assert (run.limit, run.limits, run.max_gen_toks, list(run.tasks), run.part, run.kind, run.gguf_type) == (
             gates.limit, gates.limits, gates.max_gen_toks, list(gates.tasks), gates.part, gates.kind, "F16")
+
+
+def test_a_suite_run_from_the_gate_fingerprints_like_the_suite_step(monkeypatch, tmp_path):
+    """The gate's inner suite must carry every key `evaluate.py stage=suite` fingerprints (teacher too),
+    or the gate evaluates both models again instead of finding the pipeline's suite artifacts."""
+    from omegaconf import OmegaConf
+
+    from cogumi.artifacts import ArtifactStore
+    from cogumi.entry import compose_entry, fingerprint_config
+    from cogumi.evaluate import suite
+    from cogumi.hardware import HardwareSpec
+    from cogumi.stage import StageContext
+
+    gate_cfg = OmegaConf.to_container(compose_entry("evaluate", ["stage=gate", "gates=embedded"]), resolve=True)
+    suite_cfg = OmegaConf.to_container(compose_entry("evaluate", ["stage=suite"]), resolve=True)
+    gate_ctx = StageContext(stage="gate", store=ArtifactStore(tmp_path), model=None, hardware=HardwareSpec("cpu"),
+                            config=gate_cfg, fingerprint_config=fingerprint_config(gate_cfg))
+    seen = {}
+    monkeypatch.setattr(suite, "run", lambda ctx, **knobs: seen.setdefault("ctx", ctx))
+    suite.run_cached(gate_ctx, model="base", kind="gguf", tasks=["cogumi_arc_easy"], limit=5)
+    inner = seen["ctx"].fingerprint_config
+    assert set(inner) == set(fingerprint_config(suite_cfg))
+    assert inner["teacher"] == fingerprint_config(suite_cfg)["teacher"] and inner["stage"]["name"] == "suite"

@@ -161,8 +161,9 @@ def run_cached(ctx: StageContext, **knobs) -> Artifact:
     knobs = {k: v for k, v in stage["run"].items() if not k.startswith("_")}
     sub = StageContext(stage="suite", store=ctx.store, model=ctx.model, hardware=ctx.hardware,
                        config={**ctx.config, "stage": stage},
-                       fingerprint_config={"stage": stage, "model": ctx.fingerprint_config["model"],
-                                           "hardware": ctx.fingerprint_config["hardware"]},
+                       # the caller's fingerprint keys (model, hardware, and teacher for evaluate stages)
+                       # with the suite's own stage: the same keys `evaluate.py stage=suite` fingerprints
+                       fingerprint_config={**ctx.fingerprint_config, "stage": stage},
                        tracker=NullTracker(), force=False)  # force reruns the calling stage, not the suite
     return run(sub, **knobs)
 
