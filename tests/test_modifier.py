@@ -184,7 +184,8 @@ def test_the_base_gguf_is_the_one_made_from_the_student_and_promotion_falls_back
 
     store = ArtifactStore(tmp_path / "artifacts")
     sfts = []
-    for name in ("old", "new"):
+    # names sort in creation order: two artifacts made within one millisecond are ordered by name
+    for name in ("1-old", "2-new"):
         with store.create("sft", name, {}, [], name=name) as out:
             (out.dir / "model").mkdir()
         sfts.append(out.artifact)
@@ -193,10 +194,10 @@ def test_the_base_gguf_is_the_one_made_from_the_student_and_promotion_falls_back
         (out.dir / "gguf" / "F16.gguf").write_bytes(b"gguf")
     ctx = StageContext(stage="modifier", store=store, model=ModelSpec(name="m", hf_id="m"),
                        hardware=HardwareSpec(name="cpu"), config={}, fingerprint_config={})
-    assert gguf_of(ctx, "sft/old", "F16") == sfts[0].path.parent.parent / "gguf" / "of-old" / "gguf" / "F16.gguf"
+    assert gguf_of(ctx, "sft/1-old", "F16") == sfts[0].path.parent.parent / "gguf" / "of-old" / "gguf" / "F16.gguf"
     with pytest.raises(ConfigError, match="no Q4_K_M.gguf"):
-        gguf_of(ctx, "sft/old", "Q4_K_M")
-    with pytest.raises(ConfigError, match="no GGUF of sft/new"):
+        gguf_of(ctx, "sft/1-old", "Q4_K_M")
+    with pytest.raises(ConfigError, match="no GGUF of sft/2-new"):
         gguf_of(ctx, "latest:sft", "F16")  # the newest SFT has no GGUF: never another model's
     with caplog.at_level("WARNING"):
         assert student_ref(ctx, "promoted:student") == "latest:sft"
