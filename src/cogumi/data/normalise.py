@@ -8,9 +8,10 @@ last assistant message, so single-turn consumers still work. A row that cannot b
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
-from cogumi.data.sources import SourceSpec
+from cogumi.data.sources import RawRow, SourceSpec, check_available, read_rows
 from cogumi.paths import cache_dir
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -161,3 +162,16 @@ def _short(file: str) -> str:
 def record_text(record: dict) -> str:
     """All message text of a record, for language ID, dedup and decontamination."""
     return "\n".join(m["content"] for m in record["messages"] if m["role"] != "system")
+
+
+def well_formed_records(spec: SourceSpec) -> Iterator[tuple[RawRow, dict]]:
+    """(raw row, normalised record) for every row of a source that reads and normalises; the rest is
+    skipped silently (readers that only sample a source; curate reports and quarantines them instead)."""
+    check_available(spec)
+    for ordinal, raw in enumerate(read_rows(spec)):
+        if raw.row is None:
+            continue
+        try:
+            yield raw, normalise(raw.row, spec, raw.file, raw.line, ordinal)
+        except MalformedRow:
+            continue

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cogumi.data.normalise import MalformedRow, normalise
-from cogumi.data.sources import SourceSpec, check_available, named_specs, read_rows
+from cogumi.data.normalise import well_formed_records
+from cogumi.data.sources import SourceSpec, named_specs
 from cogumi.errors import ConfigError
 from cogumi.evaluate import offline_data
 
@@ -53,15 +53,8 @@ def _benchmark_texts(name: str) -> list[str]:
 
 def _conversation_texts(spec: SourceSpec) -> list[str]:
     """The first user message of each conversation (what starts a request)."""
-    check_available(spec)
     texts = []
-    for ordinal, raw in enumerate(read_rows(spec)):
-        if raw.row is None:
-            continue
-        try:
-            record = normalise(raw.row, spec, raw.file, raw.line, ordinal)
-        except MalformedRow:
-            continue
+    for raw, record in well_formed_records(spec):
         text = record["instruction"]
         if spec.format == "alpaca" and isinstance(raw.row, dict) and raw.row.get("input"):
             text = f"{text}\n{raw.row['input']}"

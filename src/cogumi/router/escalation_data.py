@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from cogumi.data.normalise import MalformedRow, normalise
-from cogumi.data.sources import SourceSpec, check_available, named_specs, read_rows
+from cogumi.data.normalise import well_formed_records
+from cogumi.data.sources import SourceSpec, named_specs
 from cogumi.errors import ConfigError
 from cogumi.router.domain_data import normalised, split_of
 
@@ -96,15 +96,8 @@ def conversation_negatives(names: list[str], sources: dict, per_source: int, val
         if name not in specs:
             raise ConfigError(f"stage.run.negative_sources: '{name}' is not one of data.sources ({sorted(specs)})")
         spec = specs[name]
-        check_available(spec)
         found = []
-        for ordinal, raw in enumerate(read_rows(spec)):
-            if raw.row is None:
-                continue
-            try:
-                record = normalise(raw.row, spec, raw.file, raw.line, ordinal)
-            except MalformedRow:
-                continue
+        for _, record in well_formed_records(spec):
             for m in record["messages"]:
                 key = normalised(m["content"])
                 if m["role"] == "user" and 2 <= len(m["content"]) <= 400 and key not in seen:
