@@ -13,28 +13,44 @@ from cogumi.router.policy import DomainPrediction, decide
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def build_test_lora(name: str, seed: int, rank: int = 4, std: float = 0.02) -> Path:
-    """A GGUF LoRA whose B matrices are random (PEFT starts them at zero, which would change nothing),
-    converted by llama.cpp's convert_lora_to_gguf.py. Cached by its recipe."""
+def build_test_lora(name: str, seed: int, rank: int = 4, steps: int = 30) -> Path:
+    """A GGUF LoRA trained for a few steps to open every reply with "<Name> here:", converted by
+    llama.cpp's convert_lora_to_gguf.py and cached by its recipe.
+
+    Random B matrices (tried first) changed greedy replies on some prompts and draws and not on
+    others, so tests that need "the adapter changes the answer" failed on one machine and passed on
+    another. A trained opening is a large, known effect: base, alpha and beta replies always differ."""
     from cogumi.assets import converter_dir, embedded_model_dir
     from cogumi.modifiers.gguf_lora import convert_lora
 
-    recipe = hashlib.sha256(f"{name}-{seed}-{rank}-{std}-{LORA_TARGETS}".encode()).hexdigest()[:12]
+    recipe = hashlib.sha256(f"{name}-{seed}-{rank}-{steps}-{LORA_TARGETS}-trained-opening".encode()).hexdigest()[:12]
     target = cache_dir() / "test-loras" / f"{name}-{recipe}.gguf"
     if target.is_file():
         return target
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base_dir = embedded_model_dir()
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(LORA_TARGETS)))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param_name, param in peft_model.named_parameters():
-            if "lora_B" in param_name:
-                param.copy_(torch.randn(param.shape, generator=generator) * std)
+    prompts = ("Name three colours of the rainbow.", "Write python code that prints hello.",
+               "Name a primary colour.", "What is the capital of France?", "Tell me a joke.")
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p},
+                                            {"role": "assistant", "content": f"{name.title()} here: {name} {name}."}],
+                                           tokenize=False) for p in prompts]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=3e-3)
+    peft_model.train()
+    for _ in range(steps):
+        loss = peft_model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
     adapter_dir = target.parent / f"{name}-{recipe}-peft"
     peft_model.save_pretrained(adapter_dir)
     partial = target.with_suffix(".part.gguf")
