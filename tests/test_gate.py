@@ -153,10 +153,10 @@ def test_the_embedded_gate_reuses_the_pipelines_suite_runs():
     tasks = "[" + ",".join(gates.tasks) + "]"
     cli = compose_entry("evaluate", ["stage=suite", "stage.run.model=latest:sft", f"stage.run.limit={gates.limit}",
                                      f"stage.run.tasks={tasks}", f"stage.run.kind={gates.kind}",
-                                     "stage.run.gguf_type=F16", f"stage.run.max_gen_toks={gates.max_gen_toks}"])
+                                     f"stage.run.gguf_type={gates.export_type}", f"stage.run.max_gen_toks={gates.max_gen_toks}"])
     from_cli = OmegaConf.to_container(cli.stage, resolve=True)
     built = stage_config(model="latest:sft", kind=gates.kind, tasks=list(gates.tasks), limit=gates.limit,
-                         limits=gates.limits, part=gates.part, max_gen_toks=gates.max_gen_toks, gguf_type="F16")
+                         limits=gates.limits, part=gates.part, max_gen_toks=gates.max_gen_toks, gguf_type=gates.export_type)
     assert built == from_cli
 
 
@@ -176,7 +176,7 @@ def test_the_pipeline_suite_steps_use_the_embedded_gates_knobs():
     for args in suites:
         run = compose_entry("evaluate", ["experiments=embedded", *args]).stage.run
         assert (run.limit, run.limits, run.max_gen_toks, list(run.tasks), run.part, run.kind, run.gguf_type) == (
-            gates.limit, gates.limits, gates.max_gen_toks, list(gates.tasks), gates.part, gates.kind, "F16")
+            gates.limit, gates.limits, gates.max_gen_toks, list(gates.tasks), gates.part, gates.kind, gates.export_type)
 
 
 def test_a_suite_run_from_the_gate_fingerprints_like_the_suite_step(monkeypatch, tmp_path):

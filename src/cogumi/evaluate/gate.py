@@ -66,8 +66,8 @@ def suite_run(ctx: StageContext, ref: str, kind: str, gates: dict, gguf_type: st
     if not gates.get("tasks"):
         return None
     own_kind = locate(ctx, ref)[0]
-    if kind == "gguf" and own_kind == "hf":
-        gguf_type = gguf_source.EXPORT_TYPE  # an HF model through llama.cpp: its F16 export
+    if kind == "gguf" and own_kind == "hf":  # an HF model through llama.cpp: its export (F16 unless the gate says)
+        gguf_type = gates.get("export_type") or gguf_source.EXPORT_TYPE
     return suite.run_cached(ctx, model=ref, kind=kind, tasks=list(gates["tasks"]), limit=gates.get("limit"),
                             limits=gates.get("limits"), part=gates.get("part", "gate"),
                             max_gen_toks=gates.get("max_gen_toks"), gguf_type=gguf_type if kind == "gguf" else None,

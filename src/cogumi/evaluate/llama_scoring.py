@@ -18,11 +18,14 @@ log = logging.getLogger(__name__)
 
 
 def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(log-probability of each row's target, whether it is the row's argmax) for a [rows, vocab] matrix."""
-    from scipy.special import logsumexp
+    """(log-probability of each row's target, whether it is the row's argmax) for a [rows, vocab] matrix.
 
-    picked = logits[np.arange(len(targets)), targets].astype(np.float64)
-    return picked - logsumexp(logits.astype(np.float64), axis=1), logits.argmax(axis=1) == targets
+    The log-sum-exp runs in float32 after subtracting each row's max (as torch's log_softmax does):
+    a float64 copy of 100 vocabulary rows cost ~85 ms, half of a HellaSwag item's scoring time."""
+    rows = np.arange(len(targets))
+    peak = logits.max(axis=1)
+    log_norm = np.log(np.exp(logits - peak[:, None]).sum(axis=1, dtype=np.float64)) + peak
+    return logits[rows, targets].astype(np.float64) - log_norm, logits.argmax(axis=1) == targets
 
 
 class MultiSequenceScorer:
