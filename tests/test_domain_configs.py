@@ -74,3 +74,14 @@ def test_every_modifier_gate_composes_with_its_domain(name):
     assert gained and set(gained) <= set(spec.eval_tasks)
     assert guarded and not set(guarded) & set(spec.eval_tasks)
     assert set(gained + guarded) <= set(gates["tasks"])
+
+
+def test_the_tool_call_gate_scores_chat_prompts_as_served_and_the_cloze_gates_plain_ones():
+    """The automation LoRA learns chat replies: gated on lm-eval's plain prompts it showed 0.01 -> 0.03."""
+    def gates(name: str) -> dict:
+        cfg = compose_entry("evaluate", ["stage=gate", "gates=modifier", f"domain={name}",
+                                         "stage.run.artifact=latest:gguf", "stage.run.lora=latest:modifier"])
+        return OmegaConf.to_container(cfg.stage.run.gates, resolve=True)
+
+    assert gates("automation")["chat_template"] is True
+    assert gates("reasoning")["chat_template"] is False
