@@ -138,3 +138,15 @@ def test_the_reference_tier_answers_pass_and_a_corrupted_one_does_not(task):
                  "cogumi_humaneval": lambda r: "return None and".join(r.rsplit("return", 1))}.get(
             task, lambda r: ("B" if r[0] == "A" else "A") + r[1:])
         assert not any(verifier.check(i, wrong(i.reference)).passed for i in items)
+
+
+def test_the_report_headline_counts_only_the_tiers_that_ran():
+    from cogumi.modifiers.cascade_data import headline
+    from cogumi.teachers.cascade import FunnelRow
+
+    items = [math_item(i, str(i), reference=f"The answer is {i}.") for i in range(4)]
+    wrong, right = FixedTier({"m/0": "The answer is 0."}, name="self"), ReferenceTier()
+    kept, funnel, _ = run_cascade(items, [wrong, right], Verifier("final_number"))
+    rows = [r.to_dict() for r in funnel] + [FunnelRow("local", status="unavailable").to_dict()]
+    lines = headline("math", 10, 6, rows, len(kept))
+    assert lines == ["math: 10 mined items, student solved 6", "kept 4: self 1/4, reference 3/3"]

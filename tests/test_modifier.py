@@ -204,3 +204,50 @@ def test_the_base_gguf_is_the_one_made_from_the_student_and_promotion_falls_back
     assert "nothing promoted" in caplog.text
     store.promote(sfts[0], "student")
     assert student_ref(ctx, "promoted:student") == "promoted:student"
+
+
+def _random_adapter(folder, rank: int, alpha: int, seed: int = 0, rslora: bool = False):
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    prefix = "base_model.model.model.layers.0.self_attn"
+    tensors = {f"{prefix}.{m}.lora_A.weight": torch.randn(rank, 24, generator=generator) for m in ("q_proj", "v_proj")}
+    tensors |= {f"{prefix}.{m}.lora_B.weight": torch.randn(16, rank, generator=generator) for m in ("q_proj", "v_proj")}
+    folder.mkdir()
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": alpha, "use_rslora": rslora,
+                                                            "peft_type": "LORA"}))
+    return tensors
+
+
+def _update(tensors, module: str, scale: float):
+    key = f"base_model.model.model.layers.0.self_attn.{module}"
+    return scale * tensors[f"{key}.lora_B.weight"].double() @ tensors[f"{key}.lora_A.weight"].double()
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_svd_rank_reduction_is_the_best_low_rank_update_and_reports_its_error(tmp_path, rslora):
+    import torch
+    from safetensors.torch import load_file
+
+    from cogumi.modifiers.adapter_svd import reduce_adapter
+
+    tensors = _random_adapter(tmp_path / "r8", rank=8, alpha=16, rslora=rslora)
+    scale = 16 / (8 ** 0.5 if rslora else 8)
+    same = reduce_adapter(tmp_path / "r8", tmp_path / "same", rank=8)
+    assert same["max_relative_error"] < 1e-5  # keeping every direction changes nothing
+    report = reduce_adapter(tmp_path / "r8", tmp_path / "r3", rank=3)
+    config = json.loads((tmp_path / "r3" / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["use_rslora"]) == (3, 3, False)  # PEFT scale 1
+    reduced = load_file(str(tmp_path / "r3" / "adapter_model.safetensors"))
+    for module in ("q_proj", "v_proj"):
+        full = _update(tensors, module, scale)
+        u, s, vh = torch.linalg.svd(full)
+        best = (u[:, :3] * s[:3]) @ vh[:3]  # Eckart–Young: the best rank-3 approximation
+        assert torch.allclose(_update(reduced, module, 1.0), best, atol=1e-4)
+        error = float(torch.linalg.norm(full - best) / torch.linalg.norm(full))
+        key = f"base_model.model.model.layers.0.self_attn.{module}"
+        assert abs(report["per_layer"][key] - error) < 1e-6 and error > 0.05
+    with pytest.raises(Exception, match="must be in"):
+        reduce_adapter(tmp_path / "r8", tmp_path / "r9", rank=9)

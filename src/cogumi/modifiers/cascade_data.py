@@ -47,6 +47,12 @@ def student_pass(sampler: Sampler, items: list, verifier, max_tokens: int, stop:
     return failures, row
 
 
+def headline(domain: str, mined: int, solved: int, tiers: list[dict], records: int) -> list[str]:
+    """The pipeline report's lines: what was mined, what the student solved, and who answered the rest."""
+    kept = ", ".join(f"{r['tier']} {r['kept']}/{r['attempted']}" for r in tiers if r["status"] == "ran")
+    return [f"{domain}: {mined} mined items, student solved {solved}", f"kept {records}: {kept or 'no tier ran'}"]
+
+
 def _record(domain: str, kept: KeptAnswer) -> dict:
     return {"id": f"cascade-{domain}-{kept.item.id}", "instruction": kept.item.prompt, "response": kept.answer,
             "metadata": {"domain": domain, "teacher": kept.tier, "verified": kept.verified, "task": kept.item.task,
@@ -127,6 +133,7 @@ def run(ctx: StageContext, domain: dict, tiers: list[dict], model: str, gguf_typ
                 "".join(json.dumps(q) + "\n" for q in feedback.quarantined))
         table = funnel_table(rows)
         (out.dir / "funnel.md").write_text(table)
+        (out.dir / "table.md").write_text(table)  # the pipeline report shows each artifact's table.md
         plot_funnel(rows, out.dir / "funnel.png", f"{spec.name}: {len(items)} mined items, {len(records)} kept")
         out.metrics.update({"mined_items": len(items), "student_solved": student_row.solved,
                             "failures": len(failures), "records": len(records),
@@ -136,6 +143,7 @@ def run(ctx: StageContext, domain: dict, tiers: list[dict], model: str, gguf_typ
                             "feedback_quarantined": len(feedback.quarantined) if feedback else 0,
                             "cost_usd": round(sum(r["cost_usd"] for r in rows), 6)})
         out.metrics.update({f"kept/{r['tier']}": r["kept"] for r in rows[1:]})
+        out.extra["headline"] = headline(spec.name, len(items), student_row.solved, rows[1:], len(records))
         out.extra["cascade"] = {"domain": spec.name, "verifier": spec.verifier, "funnel": rows, "tiers": tiers,
                                 "student_gguf": str(gguf)}
         out.extra["splits"] = {"mined": [offline_data.source_record(TASKS[t][0], "mine") for t in spec.eval_tasks],

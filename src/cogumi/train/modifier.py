@@ -19,6 +19,7 @@ from cogumi.artifacts import Artifact
 from cogumi.assets import converter_dir
 from cogumi.errors import ConfigError
 from cogumi.modifiers import comparison as compare
+from cogumi.modifiers.adapter_svd import compressed_lora
 from cogumi.modifiers.base_model import gguf_of, student_ref
 from cogumi.modifiers.card import render_card
 from cogumi.modifiers.domain import domain_from, plain
@@ -33,7 +34,7 @@ from cogumi.train.sft import dataset_split
 log = logging.getLogger(__name__)
 
 # Knobs that do not change the trained weights: left out of the fit's fingerprint.
-PACKAGING_KNOBS = ("comparison", "promote", "gguf_type", "lora_outtype")
+PACKAGING_KNOBS = ("comparison", "promote", "gguf_type", "lora_outtype", "compression")
 
 
 def cascade_of(ctx: StageContext, ref: str | None, domain: str) -> Artifact:
@@ -62,7 +63,7 @@ def fit_context(ctx: StageContext) -> StageContext:
 
 def run(ctx: StageContext, domain: dict, model: str, dataset: str | None, replay_dataset: str | None,
         replay_fraction: float, max_train_records: int | None, max_val_records: int | None, gguf_type: str, lora_outtype: str, comparison: dict,
-        promote: bool, **knobs) -> Artifact:
+        promote: bool, compression: dict | None = None, **knobs) -> Artifact:
     spec = domain_from(domain)
     comparison = plain(comparison)
     if spec.lora_rank is None:
@@ -91,7 +92,8 @@ def run(ctx: StageContext, domain: dict, model: str, dataset: str | None, replay
     inputs = {"fit": fit, "base_gguf": base_gguf}
     previous = ctx.up_to_date(inputs)
     result = previous or _package(ctx, spec, settings.lora_rank, student, base, base_gguf, fit, data, inputs,
-                                  lora_outtype, comparison, len(targeted), len(train) - len(targeted))
+                                  lora_outtype, comparison, len(targeted), len(train) - len(targeted),
+                                  plain(compression) or {})
     if promote:
         promote_if_passed(ctx.store, result, spec.name)
     return result
@@ -108,12 +110,28 @@ def promote_if_passed(store, modifier: Artifact, domain: str) -> bool:
     return False
 
 
-def _package(ctx, spec, rank, student, base, base_gguf, fit, data, inputs, lora_outtype, settings, targeted, replayed):
+def headline(domain: str, rank: int, lora_mb: float, metrics: dict, result: dict | None) -> list[str]:
+    """The pipeline report's lines: the adapter's size, its data and fit, and (when compared) its gain."""
+    lines = [f"{domain} r={rank}: GGUF LoRA {lora_mb:.2f} MB, {metrics['cascade_records']} cascade "
+             f"+ {metrics['train_records'] - metrics['cascade_records']} replayed records"]
+    if metrics.get("val_loss") is not None and metrics.get("val_loss_untrained") is not None:
+        lines.append(f"cascade val loss {metrics['val_loss_untrained']:.3f} -> {metrics['val_loss']:.3f}")
+    if result is not None:
+        own = result["own"]["paired"]
+        lines.append(f"own Δ{own['difference']:+.3f} [{own['low']:+.3f}, {own['high']:+.3f}] n={own['n']}")
+    return lines
+
+
+def _package(ctx, spec, rank, student, base, base_gguf, fit, data, inputs, lora_outtype, settings, targeted, replayed,
+             compression):
     with ctx.create_artifact(inputs) as out:
         shutil.copytree(fit.path / "adapter", out.dir / "adapter")
         lora = convert_lora(out.dir / "adapter", Path(base.source), out.dir / "lora" / "adapter.gguf", converter_dir(),
                             lora_outtype)
         adapter_mb, lora_mb = size_mb(out.dir / "adapter" / "adapter_model.safetensors"), size_mb(lora)
+        if compression.get("rank"):  # the seeds' 3H: SVD rank reduction of B·A + zstd (adapter.gguf stays as trained)
+            out.metrics.update(compressed_lora(out.dir / "adapter", Path(base.source), out.dir / "lora", converter_dir(),
+                                               int(compression["rank"]), lora_outtype, int(compression.get("level", 19))))
         result, verdict = None, None
         if settings.get("enabled", True):
             result = compare.compare(base_gguf, lora, list(spec.eval_tasks), verifier_from(spec.verifier),
@@ -147,4 +165,5 @@ def _package(ctx, spec, rank, student, base, base_gguf, fit, data, inputs, lora_
                             "val_loss_untrained": fit.metrics.get("val_loss_untrained")})
         out.extra["modifier"] = {"domain": spec.name, "rank": rank, "base_model": base_ref, "base_gguf": str(base_gguf),
                                  "fit": fit.ref, "dataset": data.ref}
+        out.extra["headline"] = headline(spec.name, rank, lora_mb, out.metrics, result)
     return out.artifact
