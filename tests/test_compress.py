@@ -158,3 +158,33 @@ def test_gap_closed_is_the_share_of_the_pruning_gap_recovered():
     low, high = gap_closed_interval(nlls, 0.95, seed=0)
     point = gap_closed(nlls["dense"], nlls["pruned"], nlls["recovered"])
     assert low < point < high and 0.3 < low and high < 0.7
+
+
+def test_packed_calibration_fills_the_token_budget(tmp_path, embedded_model):
+    from cogumi.compress.calibration import calibration_dataset
+    from cogumi.models import load_tokenizer
+
+    tokenizer = load_tokenizer(embedded_model)
+    texts = tmp_path / "calib.jsonl"
+    texts.write_text("\n".join(json.dumps({"text": f"Short note number {i} about the weather."}) for i in range(200)))
+    packed = calibration_dataset(str(texts), tokenizer, 4, 32, seed=0, pack=True)
+    assert [len(row) for row in packed["input_ids"]] == [32] * 4
+    one_per_row = calibration_dataset(str(texts), tokenizer, 4, 32, seed=0)
+    assert len(one_per_row) == 4 and max(len(row) for row in one_per_row["input_ids"]) < 32
+    with pytest.raises(ConfigError, match="fewer than 4096 tokens"):
+        calibration_dataset(str(texts), tokenizer, 1, 4096, seed=0, pack=True)
+
+
+def test_gptq_layer_errors_are_read_from_llmcompressors_log():
+    from loguru import logger
+
+    from cogumi.compress.quantize import _layer_errors
+
+    with _layer_errors() as errors:
+        logger.info("Quantizing 1 module(s): ['model.layers.0.mlp.down_proj']")
+        logger.info("time 0.51s")
+        logger.info("error 29010.25")
+        logger.info("Quantizing 1 module(s): ['model.layers.1.self_attn.q_proj']")
+        logger.info("error 3.50")
+    logger.info("error 1.0")  # after the block: not recorded
+    assert errors == {"model.layers.0.mlp.down_proj": 29010.25, "model.layers.1.self_attn.q_proj": 3.5}

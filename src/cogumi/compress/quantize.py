@@ -8,8 +8,10 @@ AWQ is llm-compressor's AWQModifier, where the AutoAWQ algorithm now lives (Auto
 deprecated upstream and CUDA-only, so it is not a back end here).
 """
 
+import contextlib
 import json
 import logging
+import re
 from pathlib import Path
 
 from cogumi.artifacts import Artifact
@@ -49,12 +51,13 @@ def _scheme(bits: int, group_size: int, symmetric: bool) -> dict:
                                                         "strategy": "group", "group_size": group_size}}}
 
 
-def _recipe(method: str, bits: int, group_size: int, symmetric: bool) -> list:
+def _recipe(method: str, bits: int, group_size: int, symmetric: bool, dampening_frac: float = 0.01,
+            actorder: str | None = "static") -> list:
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
     scheme = _scheme(bits, group_size, symmetric)
     if method == "gptq":
-        return [GPTQModifier(config_groups=scheme)]
+        return [GPTQModifier(config_groups=scheme, dampening_frac=dampening_frac, actorder=actorder)]
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
     return [AWQModifier(duo_scaling=True), QuantizationModifier(config_groups=scheme)]
@@ -62,7 +65,8 @@ def _recipe(method: str, bits: int, group_size: int, symmetric: bool) -> list:
 
 def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, symmetric: bool,
         calibration_data: str | None, calibration_fallback: str, calibration_samples: int, max_seq_length: int,
-        heldout_text: str, fidelity_windows: int, window: int, batch_size: int, seed: int = 1234) -> Artifact:
+        heldout_text: str, fidelity_windows: int, window: int, batch_size: int, seed: int = 1234,
+        pack_calibration: bool = False, dampening_frac: float = 0.01, actorder: str | None = "static") -> Artifact:
     if method not in METHODS:
         raise ConfigError(f"stage.run.method={method!r}: expected one of {METHODS}")
     model_input = ctx.model_input(model)
@@ -80,15 +84,24 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
     lm, tokenizer = load_causal_lm(model_input.source, ctx.hardware, ctx.model.revision)
     zero_masks = {name: (m.weight == 0) for name, m in lm.named_modules()
                   if any(p.search(name) for p in GROUPS.values()) and (m.weight == 0).any()}
-    dataset = calibration_dataset(calibration, tokenizer, calibration_samples, max_seq_length, seed)
-    log.info("%s W%dA16 group %d on %d calibration samples", method, bits, group_size, len(dataset))
-    with skip_pin_memory_without_accelerator():
-        oneshot(model=lm, tokenizer=tokenizer, dataset=dataset, recipe=_recipe(method, bits, group_size, symmetric),
+    dataset = calibration_dataset(calibration, tokenizer, calibration_samples, max_seq_length, seed,
+                                  pack=pack_calibration)
+    tokens = sum(map(len, dataset["input_ids"]))
+    log.info("%s W%dA16 group %d on %d calibration samples (%d tokens)", method, bits, group_size, len(dataset), tokens)
+    recipe = _recipe(method, bits, group_size, symmetric, dampening_frac, actorder)
+    with skip_pin_memory_without_accelerator(), _layer_errors() as errors:
+        oneshot(model=lm, tokenizer=tokenizer, dataset=dataset, recipe=recipe,
                 num_calibration_samples=len(dataset), max_seq_length=max_seq_length)
     _restore_zeros(lm, zero_masks)
     groups = group_sparsity(layer_sparsity(lm))
     with ctx.create_artifact(inputs) as out:
         out.metrics.update({f"measured_{g}_sparsity": v for g, v in groups.items() if g in GROUPS})
+        out.metrics["calibration_tokens"] = tokens
+        if errors:
+            worst = max(errors, key=errors.get)
+            out.metrics.update(gptq_max_layer_error=errors[worst], gptq_median_layer_error=_median(errors.values()))
+            out.extra["gptq_layer_errors"] = errors
+            log.info("GPTQ error: largest %.1f (%s), median %.1f", errors[worst], worst, _median(errors.values()))
         if fidelity_windows:
             out.metrics.update(_fidelity(lm, model_input.source, tokenizer, ctx, heldout_text, window,
                                          fidelity_windows, batch_size))
@@ -96,8 +109,38 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
         tokenizer.save_pretrained(out.dir / "model")
         out.metrics["model_mb"] = round(sum(f.stat().st_size for f in (out.dir / "model").glob("*.safetensors")) / 1e6, 2)
         out.extra["quantization"] = {"method": method, "bits": bits, "group_size": group_size,
-                                     "symmetric": symmetric, "sparse_input_layers": len(zero_masks)}
+                                     "symmetric": symmetric, "sparse_input_layers": len(zero_masks),
+                                     "calibration": {"samples": len(dataset), "tokens": tokens,
+                                                     "packed": pack_calibration},
+                                     **({"dampening_frac": dampening_frac, "actorder": actorder}
+                                        if method == "gptq" else {})}
     return out.artifact
+
+
+@contextlib.contextmanager
+def _layer_errors():
+    """GPTQ's per-layer error (llm-compressor logs it through loguru after each module), by module name."""
+    from loguru import logger
+
+    errors, current = {}, {}
+
+    def sink(message) -> None:
+        text = message.record["message"]
+        if (named := re.search(r"Quantizing \d+ module\(s\): \['([^']+)'", text)) is not None:
+            current["name"] = named.group(1)
+        elif (error := re.match(r"error ([\d.]+)", text)) is not None and "name" in current:
+            errors[current["name"]] = float(error.group(1))
+
+    handle = logger.add(sink, level=0)
+    try:
+        yield errors
+    finally:
+        logger.remove(handle)
+
+
+def _median(values) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
 
 
 def _restore_zeros(lm, zero_masks: dict) -> None:
