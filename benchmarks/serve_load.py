@@ -5,7 +5,7 @@ Each client has its own API key (as separate users would), so the per-key rate l
 client; the server runs with its configured limits. Reports latency p50/p90/p99 overall and per
 route/adapter (from each reply's `cogumi` record), throughput and errors by status. Goal from the
 issue: zero errors other than deliberate 429/503, and none of those under the configured limits.
-Modifiers: the promoted ones, else two test LoRAs (random PEFT adapters on the embedded model). `--overload` adds a short phase with a tiny queue to show that the
+Modifiers: the promoted ones, else two test LoRAs (small PEFT adapters trained on the embedded model, tests/serve_helpers.py). `--overload` adds a short phase with a tiny queue to show that the
 server sheds load with 503 + Retry-After instead of queueing without bound.
 Prints JSON and writes benchmarks/results/serve_load.json.
 

@@ -200,3 +200,16 @@ def test_a_suite_run_from_the_gate_fingerprints_like_the_suite_step(monkeypatch,
     inner = seen["ctx"].fingerprint_config
     assert set(inner) == set(fingerprint_config(suite_cfg))
     assert inner["teacher"] == fingerprint_config(suite_cfg)["teacher"] and inner["stage"]["name"] == "suite"
+
+
+def test_the_gate_scores_with_the_chat_template_and_export_type_its_gates_file_names(monkeypatch):
+    """gates=modifier scores a chat-trained LoRA on chat prompts; an HF side is exported as the file says."""
+    from cogumi.evaluate import gate, suite
+
+    seen = []
+    monkeypatch.setattr(gate, "locate", lambda ctx, ref: ("hf", "/some/model", None))
+    monkeypatch.setattr(suite, "run_cached", lambda ctx, **knobs: seen.append(knobs))
+    gates = {"tasks": ["cogumi_bfcl"], "limit": 5, "chat_template": True, "export_type": "BF16"}
+    gate.suite_run(None, "base", "gguf", gates, gguf_type=None)
+    gate.suite_run(None, "base", "gguf", {**gates, "chat_template": False, "export_type": None}, gguf_type=None)
+    assert [(k["chat_template"], k["gguf_type"]) for k in seen] == [(True, "BF16"), (False, "F16")]

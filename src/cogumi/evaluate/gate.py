@@ -71,7 +71,7 @@ def suite_run(ctx: StageContext, ref: str, kind: str, gates: dict, gguf_type: st
     return suite.run_cached(ctx, model=ref, kind=kind, tasks=list(gates["tasks"]), limit=gates.get("limit"),
                             limits=gates.get("limits"), part=gates.get("part", "gate"),
                             max_gen_toks=gates.get("max_gen_toks"), gguf_type=gguf_type if kind == "gguf" else None,
-                            lora=lora)
+                            lora=lora, chat_template=bool(gates.get("chat_template", False)))
 
 
 def fidelity_metrics(ctx: StageContext, candidate: tuple, reference: tuple, settings: dict) -> dict:
