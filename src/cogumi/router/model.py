@@ -34,9 +34,15 @@ def artifact_folder(ref_or_path, store: ArtifactStore | None, stage: str) -> Pat
         raise NoArtifactError(f"no {stage} artifact: {err} (train one: python train.py stage={stage})") from err
 
 
+def encoder_layers(spec: dict) -> int | None:
+    """How many of the encoder's layers the head was trained on (None: all; older artifacts)."""
+    layers = spec.get("encoder", {}).get("layers")
+    return None if layers is None else int(layers)
+
+
 def check_encoder(spec: dict, folder: Path, encoder_dir: str | None) -> None:
-    """Refuse a head trained on another sentence encoder's vectors."""
-    available = encoder_identity(encoder_dir)
+    """Refuse a head trained on another sentence encoder's vectors (the layer count comes from the spec)."""
+    available = encoder_identity(encoder_dir, encoder_layers(spec))
     trained = spec.get("encoder", {})
     if trained.get("sha256") != available["sha256"]:
         raise ArtifactError(f"{folder / SPEC_FILE}: trained on encoder {trained.get('name')} "
@@ -54,7 +60,7 @@ class Router:
         self.head = Head.load(folder / spec["head"])
         calibrator = spec.get("calibrator")
         self.calibrator = Calibrator(calibrator) if calibrator else None
-        self.encoder = shared_encoder(encoder_dir)
+        self.encoder = shared_encoder(encoder_dir, encoder_layers(spec))
 
     def classify(self, text: str) -> policy.DomainPrediction:
         return self.classify_vectors(self.encoder.encode([text]))[0]
@@ -68,11 +74,12 @@ class Router:
             predictions.append(policy.DomainPrediction(domain, probabilities))
         return predictions
 
-    def confidence(self, token_logprobs: list[float], top_logprobs: list[dict[str, float]] | None = None) -> float:
-        """Calibrated P(correct) of an answer the base generated, from its per-token logprobs."""
+    def confidence(self, token_logprobs: list[float], top_logprobs: list[dict[str, float]] | None = None,
+                   options: dict | None = None) -> float:
+        """Calibrated P(correct) of an answer the base gave, from its per-token logprobs (and MC options)."""
         if self.calibrator is None:
             raise ArtifactError(f"{self.folder}: this router has no confidence calibrator")
-        return self.calibrator.probability(token_logprobs, top_logprobs)
+        return self.calibrator.probability(token_logprobs, top_logprobs, options)
 
     def decide(self, text: str, *, mode: str = "balanced", confidence: float | None = None,
                modifiers=frozenset(), teacher_available: bool = False,

@@ -71,8 +71,8 @@ def calibrate_confidence(ctx, model: str, gguf_type, settings: dict, val_share, 
     kinds = list(settings.get("kinds", confidence.KINDS))
     chosen, briers = confidence.choose(fit, kinds, seed)
     correct = np.array([a["correct"] for a in held], dtype=float)
-    curves = {"uncalibrated (option share)": np.array([confidence.answer_features(a["token_logprobs"],
-                                                                                a["top_logprobs"])[4] for a in held])}
+    curves = {"uncalibrated (option share)": np.array([confidence.answer_features(
+        a["token_logprobs"], a["top_logprobs"], options=confidence.answer_options(a))[confidence.SHARE] for a in held])}
     curves |= {kind: confidence.predict(confidence.fit(kind, fit, seed), held) for kind in kinds}
     quality = {label: confidence.quality(conf, correct, seed) for label, conf in curves.items()}
     plots.reliability_png(out_dir / "reliability.png", curves, correct,
@@ -89,7 +89,8 @@ def calibrate_confidence(ctx, model: str, gguf_type, settings: dict, val_share, 
 
 def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_share: float, test_share: float,
         heads: list[str], mlp: dict, threshold: float, min_domain_probability: float, model: str,
-        gguf_type: str | None, calibration: dict, seed: int = 1234) -> Artifact:
+        gguf_type: str | None, calibration: dict, labelling: list | None = None, encoder_layers: int | None = None,
+        seed: int = 1234) -> Artifact:
     domains = {d: list(names) for d, names in domains.items()}
     names = list(domains)
     _, identity = resolve_target(ctx, "gguf", model, gguf_type) if calibration.get("fit_items") else (None, "none")
@@ -97,9 +98,10 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
 
-    queries = domain_data.domain_queries(domains, sources, per_domain, val_share, test_share, seed)
+    rules = [dict(rule) for rule in labelling or []]
+    queries = domain_data.domain_queries(domains, sources, per_domain, val_share, test_share, seed, rules)
     hand = [q for q in domain_data.handwritten_queries() if q.domain in domains]
-    encoder = Encoder(threads=ctx.hardware.threads)
+    encoder = Encoder(threads=ctx.hardware.threads, layers=encoder_layers)
     started = time.time()
     vectors = encoder.encode([q.text for q in queries] + [q.text for q in hand], progress=True)
     encode_s = time.time() - started
@@ -131,9 +133,18 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
         size_mb = sum(f.stat().st_size for f in (out.dir / "head.npz", out.dir / SPEC_FILE)) / 1e6
         out.metrics.update(_metrics(report, comparison, head.kind, calibration_report, size_mb))
         out.extra["data"] = {"domains": domains, "queries": {s: int((split == s).sum()) for s in domain_data.SPLITS},
+                             "labelling": rules, "sources": _source_counts(queries),
                              "benchmark_part": "mine", "handwritten": str(domain_data.HANDWRITTEN.name)}
         log.info("router: head %s, test accuracy %s, hand-written %s", head.kind, report["test"], report["handwritten"])
     return out.artifact
+
+
+def _source_counts(queries) -> dict:
+    counts: dict[str, dict[str, int]] = {}
+    for q in queries:
+        counts.setdefault(q.domain, {})
+        counts[q.domain][q.source] = counts[q.domain].get(q.source, 0) + 1
+    return counts
 
 
 def _metrics(report, comparison, kind, calibration_report, size_mb) -> dict:
