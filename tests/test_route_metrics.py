@@ -58,3 +58,12 @@ def test_threshold_sets_the_share_and_the_utility():
     assert never["operating_point"]["strong_share"] == 0 and always["operating_point"]["strong_share"] == 1
     assert always["utility"] == pytest.approx(1.0 - 0.2)
     assert always["operating_point"]["mean_seconds"] == pytest.approx(0.2)
+
+
+def test_paired_difference_vs_random_is_significant_only_for_an_informative_confidence():
+    confidence, weak, strong = _planted()
+    informed = routing_metrics.apgr_difference_vs_random(confidence, weak, strong, resamples=200)
+    assert informed["low"] > 0 and informed["significant"]
+    noise, weak, strong = _planted(informative=False)
+    uninformed = routing_metrics.apgr_difference_vs_random(noise, weak, strong, resamples=200)
+    assert uninformed["low"] < 0 < uninformed["high"] and not uninformed["significant"]

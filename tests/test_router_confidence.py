@@ -92,3 +92,21 @@ def test_a_binary_logistic_head_separates_its_two_classes():
     x = (np.where(y[:, None] == 1, 1.0, -1.0) + rng.normal(0, 0.5, (200, 8))).astype(np.float32)
     p = train_logistic(x, y, 2).probabilities(x)[:, 1]
     assert (p[y == 1] > 0.5).mean() > 0.9 and (p[y == 0] < 0.5).mean() > 0.9
+
+
+def test_features_of_a_multiple_choice_answer_use_every_option():
+    options = {"logprobs": [math.log(0.5), math.log(0.3), math.log(0.2)], "tokens": [1, 10, 10]}
+    features = dict(zip(confidence.FEATURES, confidence.answer_features([-0.1, -0.3, -2.0], options=options)))
+    assert features["chosen_share"] == pytest.approx(0.5)
+    assert features["margin"] == pytest.approx(0.2)
+    assert features["min_logprob"] == pytest.approx(-2.0) and features["log_tokens"] == pytest.approx(math.log(3))
+    # per token the one-token first option is less likely than the long ones: acc_norm disagrees
+    assert features["normalised_share"] < 1 / 3  # below uniform over the three options
+
+
+def test_a_platt_calibrator_fitted_on_the_first_five_features_still_scores():
+    old = confidence.Calibrator({"kind": "platt", "mean": [0.0] * 5, "scale": [1.0] * 5,
+                                 "coef": [0.0, 0.0, 0.0, 0.0, 4.0], "intercept": -2.0})
+    sure = old.probability([-0.1], [{"A": -0.1, "B": -5.0}])
+    unsure = old.probability([-0.7], [{"A": -0.7, "B": -0.7}])
+    assert sure > 0.8 > unsure

@@ -1,11 +1,14 @@
 """P(correct) of an answer the base generated, from its own token log-probabilities.
 
-Features of one answer: mean, minimum and 10 %-quantile token logprob, mean entropy of the top
-alternatives, and the mean share of the chosen token among them (for a multiple-choice answer, one
-token whose alternatives are the option letters: the option probability). Three calibrators map
-them to P(correct): temperature scaling of the alternatives (the existing Guo et al. fit), Platt
-(logistic regression on all features) and isotonic regression on the chosen-token share. The one with
-the lowest cross-validated Brier score on the fitting items is kept.
+Features of one answer (FEATURES): mean, minimum and 10 %-quantile token logprob of the answer's
+tokens; the entropy of the alternatives, the chosen one's share among them and its margin over the
+runner-up; the share after length normalisation; log of the answer's token count. For a generated
+answer the alternatives are each token's top logprobs; for a multiple-choice answer they are the
+options (total loglikelihoods: the option probability; per-token means: lm-eval's `acc_norm`).
+Calibrators map them to P(correct): temperature scaling of the options (the Guo et al. fit), Platt
+(logistic regression on all features), isotonic regression on the chosen share, and isotonic on top
+of Platt (Platt's ranking, isotonic's bins). The one with the lowest cross-validated Brier score on
+the fitting items is kept.
 """
 
 import math
@@ -15,36 +18,65 @@ import numpy as np
 from cogumi.errors import ConfigError
 from cogumi.evaluate import calibration
 
-FEATURES = ("mean_logprob", "min_logprob", "q10_logprob", "mean_entropy", "chosen_share")
-KINDS = ("temperature", "platt", "isotonic")
+FEATURES = ("mean_logprob", "min_logprob", "q10_logprob", "mean_entropy", "chosen_share", "margin",
+            "normalised_share", "log_tokens")
+SHARE = FEATURES.index("chosen_share")
+KINDS = ("temperature", "platt", "isotonic", "platt_isotonic")
 
 
-def _shares(top: dict[str, float], chosen_logprob: float, temperature: float = 1.0) -> tuple[float, float]:
-    """(share of the chosen token, entropy) among the top alternatives, softmaxed at `temperature`."""
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def _shares(top: dict[str, float], chosen_logprob: float, temperature: float = 1.0) -> tuple[float, float, float]:
+    """(share of the chosen token, entropy, margin over the best other) among the top alternatives."""
     values = np.array(list(top.values()), dtype=np.float64)
     if not np.isclose(values, chosen_logprob, atol=1e-6).any():
         values = np.append(values, chosen_logprob)  # the chosen token was not among the listed top
-    z = values / temperature
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    chosen = math.exp(chosen_logprob / temperature - z.max()) / np.exp(z - z.max()).sum()
-    return float(chosen), float(-(p * np.log(np.clip(p, 1e-12, None))).sum())
+    p = _softmax(values / temperature)
+    chosen = math.exp(chosen_logprob / temperature - (values / temperature).max()) / np.exp(
+        values / temperature - (values / temperature).max()).sum()
+    others = np.sort(p)[::-1]
+    runner_up = others[1] if others[0] <= chosen + 1e-12 and len(others) > 1 else others[0]
+    return float(chosen), float(-(p * np.log(np.clip(p, 1e-12, None))).sum()), float(chosen - runner_up)
+
+
+def _option_features(options: dict, temperature: float) -> tuple[float, float, float, float]:
+    """(share, entropy, margin, length-normalised share) of the chosen (highest-total) option."""
+    totals = np.asarray(options["logprobs"], dtype=np.float64)
+    tokens = np.clip(np.asarray(options.get("tokens") or [1] * len(totals), dtype=np.float64), 1, None)
+    chosen = int(np.argmax(totals))
+    p = _softmax(totals / temperature)
+    ranked = np.sort(p)[::-1]
+    margin = float(ranked[0] - ranked[1]) if len(ranked) > 1 else 1.0
+    entropy = float(-(p * np.log(np.clip(p, 1e-12, None))).sum())
+    return float(p[chosen]), entropy, margin, float(_softmax(totals / tokens)[chosen])
 
 
 def answer_features(token_logprobs: list[float], top_logprobs: list[dict[str, float]] | None = None,
-                    temperature: float = 1.0) -> np.ndarray:
+                    temperature: float = 1.0, options: dict | None = None) -> np.ndarray:
+    """FEATURES of one answer; `options` = {logprobs: [total per option], tokens: [count per option]}."""
     lp = np.asarray(token_logprobs, dtype=np.float64)
     if lp.size == 0:
         raise ConfigError("confidence needs the answer's token logprobs (got none)")
-    shares, entropies = [], []
-    for chosen, top in zip(lp, top_logprobs or []):
-        if top:
-            share, entropy = _shares(top, chosen, temperature)
-            shares.append(share)
-            entropies.append(entropy)
-    share = float(np.mean(shares)) if shares else float(np.exp(lp.mean()))
-    entropy = float(np.mean(entropies)) if entropies else 0.0
-    return np.array([lp.mean(), lp.min(), np.quantile(lp, 0.1), entropy, share])
+    if options is not None:
+        share, entropy, margin, normalised_share = _option_features(options, temperature)
+    else:
+        rows = [_shares(top, chosen, temperature) for chosen, top in zip(lp, top_logprobs or []) if top]
+        share = float(np.mean([r[0] for r in rows])) if rows else float(np.exp(lp.mean()))
+        entropy = float(np.mean([r[1] for r in rows])) if rows else 0.0
+        margin = float(np.mean([r[2] for r in rows])) if rows else share
+        normalised_share = share
+    return np.array([lp.mean(), lp.min(), np.quantile(lp, 0.1), entropy, share, margin, normalised_share,
+                     math.log(lp.size)])
+
+
+def answer_options(answer: dict) -> dict | None:
+    """The options of a multiple-choice answer dict (mc_answers), or None for a generated answer."""
+    if answer.get("option_logprobs") is None:
+        return None
+    return {"logprobs": answer["option_logprobs"], "tokens": answer.get("option_tokens")}
 
 
 class Calibrator:
@@ -59,17 +91,19 @@ class Calibrator:
     def kind(self) -> str:
         return self.params["kind"]
 
-    def probability(self, token_logprobs, top_logprobs=None) -> float:
+    def probability(self, token_logprobs, top_logprobs=None, options: dict | None = None) -> float:
         p = self.params
         if len(token_logprobs) == 0:  # an upstream that returns no logprobs: the base rate is all we know
             return float(p.get("prior", 0.5))
         if self.kind == "temperature":
-            return float(answer_features(token_logprobs, top_logprobs, p["temperature"])[4])
-        features = answer_features(token_logprobs, top_logprobs)
-        if self.kind == "platt":
-            z = (features - np.array(p["mean"])) / np.array(p["scale"])
-            return float(1.0 / (1.0 + math.exp(-(float(z @ np.array(p["coef"])) + p["intercept"]))))
-        return float(np.interp(features[4], p["x"], p["y"]))
+            return float(answer_features(token_logprobs, top_logprobs, p["temperature"], options)[SHARE])
+        features = answer_features(token_logprobs, top_logprobs, options=options)
+        if self.kind == "isotonic":
+            return float(np.interp(features[SHARE], p["x"], p["y"]))
+        # a calibrator fitted before the last features were added reads the leading ones (same order)
+        z = (features[:len(p["mean"])] - np.array(p["mean"])) / np.array(p["scale"])
+        platt = 1.0 / (1.0 + math.exp(-(float(z @ np.array(p["coef"])) + p["intercept"])))
+        return float(platt if self.kind == "platt" else np.interp(platt, p["x"], p["y"]))
 
     def to_dict(self) -> dict:
         return dict(self.params)
@@ -93,22 +127,30 @@ def _fit(kind: str, answers: list[dict], correct: np.ndarray, seed: int) -> Cali
             raise ConfigError("temperature scaling needs multiple-choice answers with option scores")
         t = calibration.fit_temperature([a["option_logprobs"] for a in mc], [a["gold"] for a in mc])
         return Calibrator({"kind": "temperature", "temperature": t})
-    x = np.stack([answer_features(a["token_logprobs"], a.get("top_logprobs")) for a in answers])
-    if kind == "platt":
-        from sklearn.linear_model import LogisticRegression
-
-        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
-        model = LogisticRegression(C=1.0, random_state=seed).fit((x - mean) / scale, correct)
-        return Calibrator({"kind": "platt", "features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
-                           "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0])})
     from sklearn.isotonic import IsotonicRegression
 
-    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x[:, 4], correct)
-    return Calibrator({"kind": "isotonic", "x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()})
+    x = np.stack([answer_features(a["token_logprobs"], a.get("top_logprobs"), options=answer_options(a))
+                  for a in answers])
+    if kind == "isotonic":
+        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x[:, SHARE], correct)
+        return Calibrator({"kind": "isotonic", "x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()})
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
+    model = LogisticRegression(C=1.0, random_state=seed).fit((x - mean) / scale, correct)
+    params = {"kind": "platt", "features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
+              "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0])}
+    if kind == "platt":
+        return Calibrator(params)
+    # isotonic on Platt's output; fitted on the same items (cross-validated Brier judges the pair)
+    platt = model.predict_proba((x - mean) / scale)[:, 1]
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(platt, correct)
+    return Calibrator(params | {"kind": "platt_isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()})
 
 
 def predict(calibrator: Calibrator, answers: list[dict]) -> np.ndarray:
-    return np.array([calibrator.probability(a["token_logprobs"], a.get("top_logprobs")) for a in answers])
+    return np.array([calibrator.probability(a["token_logprobs"], a.get("top_logprobs"), answer_options(a))
+                     for a in answers])
 
 
 def cross_validated_brier(kind: str, answers: list[dict], folds: int = 5, seed: int = 0) -> float:

@@ -2,8 +2,9 @@
 
 Zero-shot cloze prompt (`Question: ...\nAnswer:`, HellaSwag's context as is); the model's answer is
 the option whose text has the highest loglikelihood as the continuation (lm-eval's `acc`; a 135M
-model picks option letters at chance, option texts above it). The options' loglikelihoods are what
-`confidence` turns into P(correct). Items come from the mining halves of HellaSwag, ARC (and MMLU,
+model picks option letters at chance, option texts above it). What `confidence` turns into
+P(correct): the chosen option's per-token logprobs (mean, minimum, 10 % quantile) and every option's
+total loglikelihood and token count (option probability, margin, length-normalised agreement). Items come from the mining halves of HellaSwag, ARC (and MMLU,
 where the 135M model is at chance, so its confidence carries no signal) only, chosen by the same
 text-hash split as the router's queries: calibrators fit on `train`, are measured on `val`, routing
 is evaluated on `test`.
@@ -16,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cogumi.evaluate import offline_data
+from cogumi.evaluate.llama_scoring import MultiSequenceScorer, target_logprobs
 from cogumi.router.domain_data import interleave, split_of
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,33 @@ def mc_items(sets: list[str], split: str, limit: int, val_share: float, test_sha
     return list(interleave(pools))[:limit]
 
 
+class TokenLogprobScorer(MultiSequenceScorer):
+    """The project's multi-sequence scorer, keeping each continuation's per-token logprobs too.
+
+    Results are (sum, greedy, per-token logprobs). The body is the parent's `_score_group` with the
+    per-token values kept; a flag on the parent would remove this copy (evaluate/ is not the router's).
+    """
+
+    def _score_group(self, context, continuations, group, results) -> None:
+        longest = sum(len(continuations[i]) for i in group)
+        keep = max(1, min(len(context), self.n_ctx - 1 - longest))
+        context = context[-keep:]
+        first_row = self._load_context(context)
+        entries, owners = [], []
+        for seq, index in enumerate(group, start=1):
+            self._llama_cpp.llama_memory_seq_cp(self.memory, 0, seq, -1, -1)
+            for offset, token in enumerate(continuations[index][:-1]):
+                entries.append((token, len(context) + offset, seq, True))
+                owners.append(index)
+        rows = self._decode(entries)
+        owners = np.asarray(owners, dtype=np.int64)
+        for seq, index in enumerate(group, start=1):
+            logits = np.concatenate([first_row[None, :], rows[owners == index]])
+            logprobs, greedy = target_logprobs(logits, np.asarray(continuations[index]))
+            results[index] = (float(logprobs.sum()), bool(greedy.all()), [float(v) for v in logprobs])
+            self._llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
+
+
 class MCScorer:
     """Option loglikelihoods from llama.cpp (the project's `cogumi-gguf` scorer), optionally with a LoRA."""
 
@@ -58,23 +87,21 @@ class MCScorer:
 
         self.lm = LlamaCppLM(str(gguf), n_ctx=n_ctx, n_threads=threads, seed=seed,
                              lora_path=str(lora) if lora else None)
+        self.scorer = TokenLogprobScorer(self.lm.llm, n_ctx=2 * n_ctx, n_batch=self.lm.n_batch,
+                                         n_threads=self.lm.n_threads)
 
     def answer(self, item: dict) -> dict:
-        """The chosen option (highest loglikelihood), whether it is right, and its scores.
-
-        For the confidence features the answer is one "token" whose logprob is the chosen option's
-        total loglikelihood and whose alternatives are the other options' (softmax = option probability).
-        """
+        """The chosen option (highest loglikelihood), whether it is right, and its scores."""
         started = time.perf_counter()
         pairs = [self.lm.encode_pair(item["prompt"], f" {option}") for option in item["options"]]
-        results = self.lm.scorer.score(pairs[0][0], [continuation for _, continuation in pairs])
+        results = self.scorer.score(pairs[0][0], [continuation for _, continuation in pairs])
         seconds = time.perf_counter() - started
-        options = [float(logprob) for logprob, _ in results]
+        options = [float(total) for total, _, _ in results]
         chosen = int(np.argmax(options))
         return {"id": item["id"], "set": item["set"], "gold": item["gold"], "chosen": chosen,
                 "correct": int(chosen == item["gold"]), "option_logprobs": options,
-                "token_logprobs": [options[chosen]],
-                "top_logprobs": [{LETTERS[i]: lp for i, lp in enumerate(options)}],
+                "option_tokens": [len(tokens) for _, _, tokens in results],
+                "token_logprobs": results[chosen][2], "top_logprobs": None,
                 "prompt_tokens": len(pairs[0][0]), "seconds": round(seconds, 5)}
 
 

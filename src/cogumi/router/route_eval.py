@@ -17,7 +17,7 @@ from cogumi.artifacts import Artifact
 from cogumi.errors import ConfigError
 from cogumi.evaluate import gguf_source
 from cogumi.evaluate.suite import resolve_target
-from cogumi.router import mc_answers, plots, routing_metrics
+from cogumi.router import confidence, mc_answers, plots, routing_metrics
 from cogumi.router.model import load_router
 from cogumi.stage import StageContext
 from cogumi.tracking import NullTracker
@@ -58,7 +58,8 @@ def cached_answers(ctx, router_artifact, gguf: str, model_identity, adapter, ada
     base = mc_answers.answer_all(mc_answers.MCScorer(gguf, threads=ctx.hardware.threads), items, "base answers")
     domains = router.classify_vectors(router.encoder.encode([i["question"] for i in items]))
     rows = [{"id": a["id"], "set": a["set"], "domain": d.domain, "base_correct": a["correct"],
-             "base_seconds": a["seconds"], "confidence": router.confidence(a["token_logprobs"], a["top_logprobs"])}
+             "base_seconds": a["seconds"], "confidence": router.confidence(a["token_logprobs"], a["top_logprobs"],
+                                                                    confidence.answer_options(a))}
             for a, d in zip(base, domains)]
     if adapter is not None:
         scorer = mc_answers.MCScorer(gguf, lora=str(adapter), threads=ctx.hardware.threads)
@@ -74,7 +75,8 @@ def strong_route(rows: list[dict], strong: str, teacher: str | None) -> tuple[np
     if strong == "teacher":
         if teacher != "reference":
             raise ConfigError(f"stage.run.teacher={teacher!r}: offline, only `reference` (gold answers) is measurable")
-        return np.ones(len(rows)), np.zeros(len(rows)), "teacher (reference answers)"
+        # not a model: the gold answers, an always-right, free teacher (the upper bound of any teacher)
+        return np.ones(len(rows)), np.zeros(len(rows)), "teacher = gold answers (always right; a stand-in)"
     if "modifier_correct" not in rows[0]:
         raise ConfigError("stage.run.strong=modifier but no modifier adapter was found: set stage.run.modifier")
     return (np.array([r["modifier_correct"] for r in rows], float),
@@ -127,6 +129,7 @@ def evaluate_routing(confidence, weak, strong, weak_s, strong_s, threshold, cost
         "pgr_at_threshold": (point["quality"] - w) / (s - w) if s > w else None,
         "apgr": routing_metrics.apgr_interval(confidence, weak, strong, seed),
         "random_apgr": routing_metrics.random_apgr(weak, strong, seed),
+        "apgr_minus_random": routing_metrics.apgr_difference_vs_random(confidence, weak, strong, seed),
         "cpt50": routing_metrics.cpt(share, accuracy, w, s, 0.5),
         "cpt80": routing_metrics.cpt(share, accuracy, w, s, 0.8),
         "random_quality_at_share": w + point["strong_share"] * (s - w),
@@ -143,11 +146,14 @@ def flat_metrics(report: dict) -> dict:
             "threshold": report["operating_point"]["threshold"], "items": report["items"],
             "base_accuracy": round(report["base_accuracy"], 4), "strong_accuracy": round(report["strong_accuracy"], 4),
             "apgr": apgr["value"], "apgr_low": apgr["low"], "apgr_high": apgr["high"],
-            "random_apgr": report["random_apgr"]["value"], "cpt50": report["cpt50"], "cpt80": report["cpt80"]}
+            "random_apgr": report["random_apgr"]["value"], "cpt50": report["cpt50"], "cpt80": report["cpt80"],
+            "apgr_minus_random": report["apgr_minus_random"]["value"],
+            "apgr_minus_random_low": report["apgr_minus_random"]["low"],
+            "apgr_minus_random_high": report["apgr_minus_random"]["high"]}
 
 
 def markdown(report: dict, strong_name: str) -> str:
-    p, a, r = report["operating_point"], report["apgr"], report["random_apgr"]
+    p, a, r, d = report["operating_point"], report["apgr"], report["random_apgr"], report["apgr_minus_random"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [f"Held-out items: {report['items']} (strong route: {strong_name})", "",
              "| policy | share to strong | accuracy | 95% interval |", "|---|---|---|---|",
@@ -158,6 +164,7 @@ def markdown(report: dict, strong_name: str) -> str:
              f"| random, same share | {p['strong_share']:.3f} | {report['random_quality_at_share']:.3f} | |",
              f"| oracle, same share | {p['strong_share']:.3f} | {report['oracle_quality_at_share']:.3f} | |", "",
              f"APGR {fmt(a['value'])} [{fmt(a['low'])}, {fmt(a['high'])}] vs random {fmt(r['value'])} "
-             f"[{fmt(r['low'])}, {fmt(r['high'])}]; CPT(50%) {fmt(report['cpt50'])}, CPT(80%) {fmt(report['cpt80'])}; "
+             f"[{fmt(r['low'])}, {fmt(r['high'])}]; difference (paired bootstrap) {fmt(d['value'])} "
+             f"[{fmt(d['low'])}, {fmt(d['high'])}]; CPT(50%) {fmt(report['cpt50'])}, CPT(80%) {fmt(report['cpt80'])}; "
              f"utility (accuracy − {report['cost_weight']} × share) {report['utility']:.3f}"]
     return "\n".join(lines) + "\n"
