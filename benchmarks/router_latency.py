@@ -1,8 +1,9 @@
 """Router decision latency (goal: p95 <= 5 ms on 2 cores, generation excluded).
 
 Times `Router.decide` (MiniLM encode of one query + head + policy) over the hand-written queries,
-repeated; the baseline measured in the same run is the MiniLM encode alone, so the difference is
-what the head and the policy add. Also times `EscalationDetector.score` when an artifact exists.
+repeated, and where the time goes: tokenization alone, the router's encode (its encoder's layers),
+the same encode on all six MiniLM layers (what the router used before it kept three), and decide −
+encode (head + policy). Also times `EscalationDetector.score` when an artifact exists.
 
     .venv/bin/python benchmarks/router_latency.py [--router latest:router] [--repeats 20] [--threads 2]
 """
@@ -57,9 +58,16 @@ def main() -> None:
         detector, skipped = None, str(err)
     result = {"queries": len(texts), "router": str(router.folder), "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
               "runs": {}}
+    from cogumi.router.embedding import shared_encoder
+
+    full = shared_encoder()  # all six layers
+    result["encoder_layers"] = router.encoder.identity.get("layers")
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
-        run = {"baseline_encode_only": _timings_ms(lambda t: router.encoder.encode([t]), texts, args.repeats),
+        run = {"tokenize_only": _timings_ms(lambda t: router.encoder.tokenizer([t], return_tensors="pt"), texts,
+                                            args.repeats),
+               "encode_all_six_layers": _timings_ms(lambda t: full.encode([t]), texts, args.repeats),
+               "baseline_encode_only": _timings_ms(lambda t: router.encoder.encode([t]), texts, args.repeats),
                "decide": _timings_ms(lambda t: router.decide(t, confidence=0.3, modifiers={"code"}), texts, args.repeats),
                "escalation_score": _timings_ms(detector.score, texts, args.repeats) if detector else {"skipped": skipped}}
         run["policy_and_head_overhead_p50_ms"] = round(run["decide"]["p50_ms"] - run["baseline_encode_only"]["p50_ms"], 3)

@@ -97,3 +97,15 @@ def test_labelling_rules_first_match_wins_and_null_drops():
     assert relabel("hello", "chatterbot/greetings", "general", rules) == "general"
     assert relabel("please calculate my BMI", "glaive_toolcall", "automation", rules) is None
     assert relabel("book a table", "glaive_toolcall", "automation", rules) == "automation"
+
+
+def test_an_int8_encoder_is_its_own_identity_close_to_fp32_and_unknown_quantization_is_refused(tmp_path):
+    from cogumi.errors import ConfigError
+    from cogumi.router.embedding import Encoder, shared_encoder
+
+    router = load_router(_router_folder(tmp_path / "router", encoder_identity(layers=3, quantize="int8")))
+    assert router.encoder.identity == encoder_identity(layers=3, quantize="int8")
+    text = ["set a reminder for my dentist appointment tomorrow at 3pm"]
+    assert (router.encoder.encode(text) @ shared_encoder(None, 3).encode(text).T).item() > 0.8
+    with pytest.raises(ConfigError, match="quantize='int4'"):
+        Encoder(layers=3, quantize="int4")

@@ -8,6 +8,10 @@ loading refuses a mismatch.
 pools the last): a router decision is one query's encode, and its cost is linear in the layers.
 Measured on the router's val split (benchmarks/results/router_latency.json, report.json of the
 router artifact): 3 of 6 layers classify domains as well as 6 at half the latency.
+
+`quantize: int8` applies torch's dynamic int8 quantization to the linear layers (weights int8,
+activations quantized per call): measured under load (1 thread, nice 19, load ~12) the 3-layer encode
+of one query p50 7.9 ms vs 23.8 ms in fp32; val accuracy 0.923 vs 0.938 (418 queries, logistic head).
 """
 
 import logging
@@ -26,19 +30,25 @@ _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 MAX_TOKENS = 128  # a routed query longer than this is classified by its start
 
 
-def encoder_identity(model_dir: str | Path | None = None, layers: int | None = None) -> dict:
-    """{name, sha256, layers} of a sentence-transformers folder (the hash is of its weights file)."""
+QUANTIZE = (None, "int8")
+
+
+def encoder_identity(model_dir: str | Path | None = None, layers: int | None = None,
+                     quantize: str | None = None) -> dict:
+    """{name, sha256, layers[, quantize]} of a sentence-transformers folder (the hash is of its weights)."""
     folder = Path(model_dir or embedder_dir())
     weights = next((folder / name for name in _WEIGHT_FILES if (folder / name).is_file()), None)
     digest = sha256_file(weights) if weights is not None else "no-weights"
     name = folder.parent.name if folder.name == "model" else folder.name
-    return {"name": name, "sha256": digest, "layers": layers}
+    identity = {"name": name, "sha256": digest, "layers": layers}
+    return identity | ({"quantize": quantize} if quantize else {})
 
 
 class Encoder:
     """Unit-length MiniLM embeddings; the model stays loaded (a query's encode is the router's cost)."""
 
-    def __init__(self, model_dir: str | Path | None = None, threads: int | None = None, layers: int | None = None):
+    def __init__(self, model_dir: str | Path | None = None, threads: int | None = None, layers: int | None = None,
+                 quantize: str | None = None):
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -54,7 +64,16 @@ class Encoder:
         if layers is not None:
             self.transformer.encoder.layer = stack[:int(layers)]
         self.transformer.pooler = None  # BERT's [CLS] pooler is unused by mean pooling
-        self.identity = encoder_identity(self.model_dir, None if layers is None else int(layers))
+        if quantize not in QUANTIZE:
+            raise ConfigError(f"encoder quantize={quantize!r}: expected one of {QUANTIZE}")
+        if quantize == "int8":
+            import warnings
+
+            with warnings.catch_warnings():  # torch.ao's eager quantization is deprecated in favour of torchao
+                warnings.simplefilter("ignore")
+                self.transformer = torch.ao.quantization.quantize_dynamic(self.transformer, {torch.nn.Linear},
+                                                                          dtype=torch.qint8)
+        self.identity = encoder_identity(self.model_dir, None if layers is None else int(layers), quantize)
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Mean-pooled, unit-length vectors; batches sorted by length so padding stays small."""
@@ -79,6 +98,6 @@ class Encoder:
 
 
 @lru_cache(maxsize=4)
-def shared_encoder(model_dir: str | None = None, layers: int | None = None) -> Encoder:
-    """One loaded encoder per (folder, layers) and process (router and detector in a server share it)."""
-    return Encoder(model_dir, layers=layers)
+def shared_encoder(model_dir: str | None = None, layers: int | None = None, quantize: str | None = None) -> Encoder:
+    """One loaded encoder per (folder, layers, quantize) and process (router and detector in a server share it)."""
+    return Encoder(model_dir, layers=layers, quantize=quantize)

@@ -7,7 +7,7 @@ from cogumi.artifacts import ArtifactStore
 from cogumi.errors import ArtifactError
 from cogumi.router.embedding import shared_encoder
 from cogumi.router.heads import Head
-from cogumi.router.model import artifact_folder, check_encoder, encoder_layers
+from cogumi.router.model import artifact_folder, check_encoder, encoder_settings
 
 SPEC_FILE = "escalation.json"
 
@@ -17,7 +17,7 @@ class EscalationDetector:
         self.folder = folder
         self.threshold = float(spec["threshold"])
         self.head = Head.load(folder / spec["head"])
-        self.encoder = shared_encoder(encoder_dir, encoder_layers(spec))
+        self.encoder = shared_encoder(encoder_dir, *encoder_settings(spec))
 
     def score(self, text: str) -> float:
         """P(the turn expresses dissatisfaction)."""

@@ -34,15 +34,16 @@ def artifact_folder(ref_or_path, store: ArtifactStore | None, stage: str) -> Pat
         raise NoArtifactError(f"no {stage} artifact: {err} (train one: python train.py stage={stage})") from err
 
 
-def encoder_layers(spec: dict) -> int | None:
-    """How many of the encoder's layers the head was trained on (None: all; older artifacts)."""
-    layers = spec.get("encoder", {}).get("layers")
-    return None if layers is None else int(layers)
+def encoder_settings(spec: dict) -> tuple[int | None, str | None]:
+    """(layers, quantize) of the encoder the head was trained on (None, None: all layers, fp32; older artifacts)."""
+    encoder = spec.get("encoder", {})
+    layers = encoder.get("layers")
+    return (None if layers is None else int(layers)), encoder.get("quantize")
 
 
 def check_encoder(spec: dict, folder: Path, encoder_dir: str | None) -> None:
-    """Refuse a head trained on another sentence encoder's vectors (the layer count comes from the spec)."""
-    available = encoder_identity(encoder_dir, encoder_layers(spec))
+    """Refuse a head trained on another sentence encoder's vectors (layers and quantization come from the spec)."""
+    available = encoder_identity(encoder_dir, *encoder_settings(spec))
     trained = spec.get("encoder", {})
     if trained.get("sha256") != available["sha256"]:
         raise ArtifactError(f"{folder / SPEC_FILE}: trained on encoder {trained.get('name')} "
@@ -60,7 +61,7 @@ class Router:
         self.head = Head.load(folder / spec["head"])
         calibrator = spec.get("calibrator")
         self.calibrator = Calibrator(calibrator) if calibrator else None
-        self.encoder = shared_encoder(encoder_dir, encoder_layers(spec))
+        self.encoder = shared_encoder(encoder_dir, *encoder_settings(spec))
 
     def classify(self, text: str) -> policy.DomainPrediction:
         return self.classify_vectors(self.encoder.encode([text]))[0]

@@ -52,7 +52,7 @@ def class_report(scores: np.ndarray, labels: np.ndarray, threshold: float) -> di
 def run(ctx: StageContext, sources: dict, negative_sources: list[str], negatives_per_source: int, positives: int,
         satisfied: int, val_share: float, test_share: float, heldout_negatives: int, c: float,
         dev_batches: list[str] = ("first", "second"), encoder_layers: int | None = None,
-        seed: int = 1234) -> Artifact:
+        encoder_quantize: str | None = None, seed: int = 1234) -> Artifact:
     inputs = {"encoder": embedder_dir(), "patterns": escalation_data.PATTERNS, "eval": escalation_data.EVAL_TURNS}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
@@ -70,7 +70,7 @@ def run(ctx: StageContext, sources: dict, negative_sources: list[str], negatives
                           f"turns both in and outside the dev batches (dev {len(dev)}, held-out {len(evaluation)})")
     heldout = [t for t in negatives if t.split == "test"][:heldout_negatives]
     fitting = [t for t in train_pos + negatives if t.split in ("train", "val")]
-    encoder = Encoder(threads=ctx.hardware.threads, layers=encoder_layers)
+    encoder = Encoder(threads=ctx.hardware.threads, layers=encoder_layers, quantize=encoder_quantize)
     turns = fitting + dev + evaluation + heldout
     vectors = encoder.encode([t.text for t in turns], progress=True)
     labels = np.array([t.label for t in turns])

@@ -90,7 +90,7 @@ def calibrate_confidence(ctx, model: str, gguf_type, settings: dict, val_share, 
 def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_share: float, test_share: float,
         heads: list[str], mlp: dict, threshold: float, min_domain_probability: float, model: str,
         gguf_type: str | None, calibration: dict, labelling: list | None = None, encoder_layers: int | None = None,
-        seed: int = 1234) -> Artifact:
+        encoder_quantize: str | None = None, seed: int = 1234) -> Artifact:
     domains = {d: list(names) for d, names in domains.items()}
     names = list(domains)
     _, identity = resolve_target(ctx, "gguf", model, gguf_type) if calibration.get("fit_items") else (None, "none")
@@ -101,7 +101,7 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
     rules = [dict(rule) for rule in labelling or []]
     queries = domain_data.domain_queries(domains, sources, per_domain, val_share, test_share, seed, rules)
     hand = [q for q in domain_data.handwritten_queries() if q.domain in domains]
-    encoder = Encoder(threads=ctx.hardware.threads, layers=encoder_layers)
+    encoder = Encoder(threads=ctx.hardware.threads, layers=encoder_layers, quantize=encoder_quantize)
     started = time.time()
     vectors = encoder.encode([q.text for q in queries] + [q.text for q in hand], progress=True)
     encode_s = time.time() - started
