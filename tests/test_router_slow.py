@@ -71,9 +71,9 @@ def test_cli_prints_the_decision_as_json(trained):
 def test_escalation_detector_finds_complaints_it_was_not_trained_on(trained):
     _, _, store = trained
     metrics = store.resolve("latest:escalation").metrics
-    assert metrics["eval_turns"] == 120
-    # measured 0.65 / 0.87 at these settings (the goal, 0.8 / 0.8, is not reached yet)
-    assert metrics["recall"] >= 0.5 and metrics["precision"] >= 0.7
+    assert metrics["eval_turns"] == 80  # held-out batch three; batches one and two choose the threshold
+    # measured 0.75 / 0.71 at these settings (the goal, 0.8 / 0.8, is not reached yet)
+    assert metrics["recall"] >= 0.6 and metrics["precision"] >= 0.6
 
 
 def test_threshold_sweep_runs_three_trials_on_answers_scored_once(trained):
