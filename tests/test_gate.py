@@ -213,3 +213,30 @@ def test_the_gate_scores_with_the_chat_template_and_export_type_its_gates_file_n
     gate.suite_run(None, "base", "gguf", gates, gguf_type=None)
     gate.suite_run(None, "base", "gguf", {**gates, "chat_template": False, "export_type": None}, gguf_type=None)
     assert [(k["chat_template"], k["gguf_type"]) for k in seen] == [(True, "BF16"), (False, "F16")]
+
+
+def test_a_modifier_gate_takes_its_own_domains_lora_even_when_another_is_newer(tmp_path):
+    """A resumed pipeline with two modifiers: `latest:modifier` must not gate the other domain's LoRA."""
+    import json
+
+    import pytest
+
+    from cogumi.artifacts import ArtifactStore
+    from cogumi.errors import ConfigError
+    from cogumi.evaluate.gate import own_domain_lora
+    from cogumi.stage import StageContext
+
+    store = ArtifactStore(tmp_path)
+    for created, name, domain in (("2026-01-01T00:00:01", "a", "automation"), ("2026-01-01T00:00:02", "b", "reasoning")):
+        folder = tmp_path / "modifier" / name
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"stage": "modifier", "name": name, "created_at": created,
+                                                          "modifier": {"domain": domain}}))
+    ctx = StageContext(stage="gate", store=store, model=None, hardware=None, config={}, fingerprint_config={})
+    assert own_domain_lora(ctx, "latest:modifier", "automation") == "modifier/a"
+    assert own_domain_lora(ctx, "latest:modifier", "reasoning") == "modifier/b"
+    assert own_domain_lora(ctx, "latest:modifier", None) == "latest:modifier"  # not a modifier gate: as given
+    with pytest.raises(ConfigError, match="'reasoning' modifier; this gate is for 'automation'"):
+        own_domain_lora(ctx, "modifier/b", "automation")
+    with pytest.raises(ConfigError, match="no modifier of domain 'math'"):
+        own_domain_lora(ctx, "latest:modifier", "math")

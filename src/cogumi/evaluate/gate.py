@@ -105,6 +105,26 @@ def measure(ctx: StageContext, ref: str, gates: dict, kind: str, gguf_type: str 
     return metrics, evaluated
 
 
+def own_domain_lora(ctx: StageContext, lora: str | None, domain: str | None) -> str | None:
+    """A modifier gate of `domain` takes that domain's LoRA, named by its artifact ref.
+
+    `latest:modifier` means the newest modifier *of this domain*: in a resumed pipeline that trains two
+    modifiers, the plain newest one can be the other domain's (cached steps make no new artifacts).
+    A LoRA made for another domain is refused."""
+    if not lora or not domain or lora.endswith(".gguf"):
+        return lora
+    if lora == "latest:modifier":
+        mine = [a for a in ctx.store.artifacts("modifier") if a.manifest.get("modifier", {}).get("domain") == domain]
+        if not mine:
+            raise ConfigError(f"stage.run.lora=latest:modifier: no modifier of domain '{domain}' "
+                              f"(run `python train.py stage=modifier domain={domain}`)")
+        return mine[-1].ref
+    made_for = ctx.store.resolve(lora).manifest.get("modifier", {}).get("domain")
+    if made_for not in (None, domain):
+        raise ConfigError(f"stage.run.lora={lora} is the '{made_for}' modifier; this gate is for '{domain}'")
+    return lora
+
+
 def run(ctx: StageContext, artifact: str, gates: dict, fidelity: dict, promote: bool = True,
         lora: str | None = None, kind: str = "auto", gguf_type: str | None = None) -> Artifact:
     validate(gates, where=f"gates ({gates.get('name', '?')})")
@@ -112,6 +132,7 @@ def run(ctx: StageContext, artifact: str, gates: dict, fidelity: dict, promote: 
     scored_kind = eval_kind(kind, candidate[0], lora)
     reference_ref = gates.get("reference")
     reference = locate(ctx, reference_ref) if reference_ref else None
+    lora = own_domain_lora(ctx, lora, gates.get("domain"))
     adapter, adapter_identity = gguf_source.lora_file(ctx, lora)
     inputs = {"candidate": candidate[2] or candidate[1]}
     if adapter:
