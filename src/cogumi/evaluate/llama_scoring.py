@@ -31,7 +31,8 @@ def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray
 class MultiSequenceScorer:
     """Scores continuations of one context on a llama.cpp context with `n_seq` sequences."""
 
-    def __init__(self, llm, n_ctx: int = 4096, n_batch: int = 512, n_seq: int = 16, n_threads: int | None = None):
+    def __init__(self, llm, n_ctx: int = 4096, n_batch: int = 512, n_seq: int = 16, n_threads: int | None = None,
+                 token_logprobs: bool = False):
         import llama_cpp
         from llama_cpp import _internals
 
@@ -44,6 +45,7 @@ class MultiSequenceScorer:
         self.batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=n_seq, verbose=False)
         self.memory = llama_cpp.llama_get_memory(self.context.ctx)
         self.n_ctx, self.n_batch, self.n_seq = n_ctx, n_batch, n_seq
+        self.token_logprobs = token_logprobs  # results gain each continuation token's logprob (router features)
         self.n_vocab = llm.n_vocab()
         self.cached: list[int] = []  # tokens held by sequence 0
         adapter = getattr(llm, "_lora_adapter", None)
@@ -85,8 +87,9 @@ class MultiSequenceScorer:
         return row
 
     # ---- scoring -------------------------------------------------------------------------------
-    def score(self, context: list[int], continuations: list[list[int]]) -> list[tuple[float, bool]]:
-        """(sum of continuation token logprobs, whether greedy decoding would produce it) per continuation."""
+    def score(self, context: list[int], continuations: list[list[int]]) -> list[tuple]:
+        """(sum of continuation token logprobs, whether greedy decoding would produce it[, per-token
+        logprobs when `token_logprobs`]) per continuation."""
         results: list[tuple[float, bool] | None] = [None] * len(continuations)
         room = self.n_ctx - 1
         group: list[int] = []
@@ -117,5 +120,6 @@ class MultiSequenceScorer:
             targets = np.asarray(continuations[index])
             logits = np.concatenate([first_row[None, :], rows[owners == index]])
             logprobs, greedy = target_logprobs(logits, targets)
-            results[index] = (float(logprobs.sum()), bool(greedy.all()))
+            results[index] = (float(logprobs.sum()), bool(greedy.all())) + (
+                ([float(v) for v in logprobs],) if self.token_logprobs else ())
             self._llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)

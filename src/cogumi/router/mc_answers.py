@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cogumi.evaluate import offline_data
-from cogumi.evaluate.llama_scoring import MultiSequenceScorer, target_logprobs
+from cogumi.evaluate.llama_scoring import MultiSequenceScorer
 from cogumi.router.domain_data import interleave, split_of
 
 log = logging.getLogger(__name__)
@@ -51,33 +51,6 @@ def mc_items(sets: list[str], split: str, limit: int, val_share: float, test_sha
     return list(interleave(pools))[:limit]
 
 
-class TokenLogprobScorer(MultiSequenceScorer):
-    """The project's multi-sequence scorer, keeping each continuation's per-token logprobs too.
-
-    Results are (sum, greedy, per-token logprobs). The body is the parent's `_score_group` with the
-    per-token values kept; a flag on the parent would remove this copy (evaluate/ is not the router's).
-    """
-
-    def _score_group(self, context, continuations, group, results) -> None:
-        longest = sum(len(continuations[i]) for i in group)
-        keep = max(1, min(len(context), self.n_ctx - 1 - longest))
-        context = context[-keep:]
-        first_row = self._load_context(context)
-        entries, owners = [], []
-        for seq, index in enumerate(group, start=1):
-            self._llama_cpp.llama_memory_seq_cp(self.memory, 0, seq, -1, -1)
-            for offset, token in enumerate(continuations[index][:-1]):
-                entries.append((token, len(context) + offset, seq, True))
-                owners.append(index)
-        rows = self._decode(entries)
-        owners = np.asarray(owners, dtype=np.int64)
-        for seq, index in enumerate(group, start=1):
-            logits = np.concatenate([first_row[None, :], rows[owners == index]])
-            logprobs, greedy = target_logprobs(logits, np.asarray(continuations[index]))
-            results[index] = (float(logprobs.sum()), bool(greedy.all()), [float(v) for v in logprobs])
-            self._llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
-
-
 class MCScorer:
     """Option loglikelihoods from llama.cpp (the project's `cogumi-gguf` scorer), optionally with a LoRA."""
 
@@ -87,8 +60,8 @@ class MCScorer:
 
         self.lm = LlamaCppLM(str(gguf), n_ctx=n_ctx, n_threads=threads, seed=seed,
                              lora_path=str(lora) if lora else None)
-        self.scorer = TokenLogprobScorer(self.lm.llm, n_ctx=2 * n_ctx, n_batch=self.lm.n_batch,
-                                         n_threads=self.lm.n_threads)
+        self.scorer = MultiSequenceScorer(self.lm.llm, n_ctx=2 * n_ctx, n_batch=self.lm.n_batch,
+                                          n_threads=self.lm.n_threads, token_logprobs=True)
 
     def answer(self, item: dict) -> dict:
         """The chosen option (highest loglikelihood), whether it is right, and its scores."""
