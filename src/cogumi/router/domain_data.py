@@ -57,6 +57,19 @@ def split_of(text: str, val_share: float, test_share: float) -> str:
     return "test" if bucket < test_share else "val" if bucket < test_share + val_share else "train"
 
 
+def gated_texts() -> set[str]:
+    """Normalised question/prompt texts of every evaluation set's gating half. Some texts recur across
+    halves and sets (MMLU repeats question stems; MMLU's math questions include MATH competition
+    problems), so taking `mine` halves alone does not keep a gating item out of the router's data."""
+    texts = set()
+    for name, rows in offline_data.ROWS.items():
+        for row in offline_data._select(rows(), "gate"):
+            for field in ("question", "prompt", "text", "ctx"):
+                if isinstance(row.get(field), str) and row[field].strip():
+                    texts.add(normalised(row[field]))
+    return texts
+
+
 def _mine(rows: list) -> list:
     return offline_data._select(rows, "mine")
 
@@ -172,7 +185,7 @@ def domain_queries(domains: dict[str, list[str]], conversation_sources: dict, pe
                 pools[final].setdefault(origin.partition("/")[0], []).append((origin, text))
     if moved:
         log.info("labelling rules moved or dropped: %s", moved)
-    seen, queries = set(), []
+    seen, queries = gated_texts(), []  # a query equal to a gating item is never taken
     for domain, by_source in pools.items():
         lists = []
         for source in sorted(by_source):
