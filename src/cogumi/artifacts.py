@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cogumi.errors import ArtifactError
+from cogumi.errors import ArtifactError, ConfigError
 from cogumi.hashing import sha256_file, sha256_json, sha256_path
 from cogumi.provenance import environment_record, peak_rss_mb
 
@@ -113,6 +113,21 @@ class ArtifactStore:
         if not (folder / MANIFEST).is_file():
             raise ArtifactError(f"'{ref}': {folder} is not an artifact (no {MANIFEST})")
         return Artifact(folder, json.loads((folder / MANIFEST).read_text()))
+
+    def of_domain(self, stage: str, domain: str, ref: str | None = None, wanted_by: str = "this stage") -> Artifact:
+        """`ref`, or (None) the newest `stage` artifact made for `domain`; one made for another domain is
+        refused. Domain stages (cascade, modifier) record their domain as manifest[stage]["domain"]."""
+        if ref:
+            artifact = self.resolve(ref)
+        else:
+            mine = [a for a in self.artifacts(stage) if a.manifest.get(stage, {}).get("domain") == domain]
+            if not mine:
+                raise ConfigError(f"no {stage} of domain '{domain}': run `python train.py stage={stage} domain={domain}`")
+            artifact = mine[-1]
+        made_for = artifact.manifest.get(stage, {}).get("domain")
+        if made_for not in (None, domain):
+            raise ConfigError(f"{ref}: {artifact.ref} is the '{made_for}' {stage}; {wanted_by} is for '{domain}'")
+        return artifact
 
     def find(self, stage: str, fingerprint: str) -> Artifact | None:
         matches = [a for a in self.artifacts(stage) if a.manifest.get("fingerprint") == fingerprint]

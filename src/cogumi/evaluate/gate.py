@@ -113,16 +113,8 @@ def own_domain_lora(ctx: StageContext, lora: str | None, domain: str | None) -> 
     A LoRA made for another domain is refused."""
     if not lora or not domain or lora.endswith(".gguf"):
         return lora
-    if lora == "latest:modifier":
-        mine = [a for a in ctx.store.artifacts("modifier") if a.manifest.get("modifier", {}).get("domain") == domain]
-        if not mine:
-            raise ConfigError(f"stage.run.lora=latest:modifier: no modifier of domain '{domain}' "
-                              f"(run `python train.py stage=modifier domain={domain}`)")
-        return mine[-1].ref
-    made_for = ctx.store.resolve(lora).manifest.get("modifier", {}).get("domain")
-    if made_for not in (None, domain):
-        raise ConfigError(f"stage.run.lora={lora} is the '{made_for}' modifier; this gate is for '{domain}'")
-    return lora
+    ref = None if lora == "latest:modifier" else lora
+    return ctx.store.of_domain("modifier", domain, ref, wanted_by="this gate").ref
 
 
 def run(ctx: StageContext, artifact: str, gates: dict, fidelity: dict, promote: bool = True,

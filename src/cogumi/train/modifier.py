@@ -39,17 +39,7 @@ PACKAGING_KNOBS = ("comparison", "promote", "gguf_type", "lora_outtype", "compre
 
 def cascade_of(ctx: StageContext, ref: str | None, domain: str) -> Artifact:
     """The dataset: `ref`, or (null) the newest `cascade` artifact made for this domain."""
-    if ref:
-        artifact = ctx.store.resolve(ref)
-    else:
-        mine = [a for a in ctx.store.artifacts("cascade") if a.manifest.get("cascade", {}).get("domain") == domain]
-        if not mine:
-            raise ConfigError(f"no cascade data for domain '{domain}': run `python train.py stage=cascade domain={domain}`")
-        artifact = mine[-1]
-    made_for = artifact.manifest.get("cascade", {}).get("domain")
-    if made_for not in (None, domain):
-        raise ConfigError(f"stage.run.dataset={ref}: {artifact.ref} is cascade data of domain '{made_for}', not '{domain}'")
-    return artifact
+    return ctx.store.of_domain("cascade", domain, ref, wanted_by="this modifier")
 
 
 def fit_context(ctx: StageContext) -> StageContext:
