@@ -1,7 +1,7 @@
 """LoRA hot-swap cost and router decision time, in one run (goals: swap p95 <= 50 ms, decision p95 <= 5 ms).
 
-Swap, on the in-process engine with the promoted modifiers (or, without any, test LoRAs (tests/serve_helpers.py:
-small PEFT adapters trained on the embedded model):
+Swap, on the in-process engine with the promoted modifiers (or, without any, the test LoRAs of
+tests/serve_helpers.py: small PEFT adapters trained on the embedded model):
 - `apply_ms`: llama_set_adapters_lora (what the `swap_ms` of a routing record shows);
 - `first_token_extra_ms`: what a switch adds to the first token — a request right after a switch vs
   the same request on the same adapter with the KV cache dropped too (paired, interleaved), because
