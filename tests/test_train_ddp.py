@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 RUN = ["stage=sft", "logger=none", "stage.run.seq_len=128", "stage.run.packing=false", "stage.run.max_train_records=32",
        "stage.run.max_val_records=8", "stage.run.lr=3e-3", "stage.run.warmup_steps=1", "stage.run.lora_dropout=0.0",
        "stage.run.max_steps=6", "stage.run.val_every=3", "stage.run.save_every=3", "stage.run.progress_bar=false",
-       "hardware.eval_batch_size=4", "hardware.threads=1"]
+       "hardware.eval_batch_size=4", "hardware.threads=1", "hardware.precision=32-true"]
 
 
 def _sft_run(outputs_dir, tiny, *hardware) -> dict:
