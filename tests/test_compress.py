@@ -188,3 +188,29 @@ def test_gptq_layer_errors_are_read_from_llmcompressors_log():
         logger.info("error 3.50")
     logger.info("error 1.0")  # after the block: not recorded
     assert errors == {"model.layers.0.mlp.down_proj": 29010.25, "model.layers.1.self_attn.q_proj": 3.5}
+
+
+def test_perplexity_ratio_is_the_paired_window_nll_shift_with_its_interval():
+    from cogumi.compress.quantize import perplexity_ratio
+
+    reference = [2.5 + 0.1 * i for i in range(12)]
+    shifted = perplexity_ratio([v + 0.1 for v in reference], reference)
+    assert shifted["perplexity_ratio"] == pytest.approx(2.71828 ** 0.1, rel=1e-4)
+    assert shifted["perplexity_ratio_ci"] == [shifted["perplexity_ratio"]] * 2  # the same shift on every window
+    noisy = perplexity_ratio([v + 0.1 + (0.05 if i % 2 else -0.05) for i, v in enumerate(reference)], reference)
+    low, high = noisy["perplexity_ratio_ci"]
+    assert low < noisy["perplexity_ratio"] < high and low > 1 and noisy["fidelity_windows"] == 12
+
+
+def test_quantize_recipes_carry_the_observer_and_rtn_has_no_gptq():
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+
+    from cogumi.compress.quantize import _recipe
+
+    (rtn,) = _recipe("rtn", 4, 32, False, observer="mse")
+    assert type(rtn) is QuantizationModifier
+    weights = rtn.config_groups["group_0"].weights
+    assert (weights.observer, weights.symmetric, weights.group_size) == ("mse", False, 32)
+    (gptq,) = _recipe("gptq", 4, 64, True, dampening_frac=0.1)
+    assert isinstance(gptq, GPTQModifier) and gptq.dampening_frac == 0.1
+

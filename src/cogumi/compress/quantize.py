@@ -5,12 +5,18 @@ Sparse-aware: weights that were exactly zero (a pruned input) are zero again aft
 pruned-then-quantized model keeps its sparsity; the manifest records it. The artifact holds the
 compressed-tensors checkpoint in `model/`; the gguf stage decompresses it to dense for llama.cpp.
 AWQ is llm-compressor's AWQModifier, where the AutoAWQ algorithm now lives (AutoAWQ itself is
-deprecated upstream and CUDA-only, so it is not a back end here).
+deprecated upstream and CUDA-only, so it is not a back end here). `rtn` (round-to-nearest with the
+same scales) is the baseline both must beat.
+
+Fidelity: the quantized model and its input score the same held-out windows in one pass; the
+manifest has both perplexities, their ratio with a paired bootstrap interval over windows, KL and
+top-1 agreement, and the per-window NLLs for any later paired comparison.
 """
 
 import contextlib
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -19,10 +25,11 @@ from cogumi.compress.calibration import calibration_dataset, calibration_source
 from cogumi.compress.sparsity import GROUPS, group_sparsity, layer_sparsity
 from cogumi.errors import ConfigError
 from cogumi.stage import StageContext
+from cogumi.stats import compare_paired
 
 log = logging.getLogger(__name__)
 
-METHODS = ("gptq", "awq")
+METHODS = ("gptq", "awq", "rtn")
 TARGETS = [f"re:.*{pattern.pattern}" for pattern in GROUPS.values()]  # projections only: embeddings/lm_head stay
 
 
@@ -46,18 +53,21 @@ def check_group_size(group_size: int, widths: dict[str, int]) -> None:
                           f"(smallest width {common}); group sizes that fit this model: {fits}")
 
 
-def _scheme(bits: int, group_size: int, symmetric: bool) -> dict:
-    return {"group_0": {"targets": TARGETS, "weights": {"num_bits": bits, "type": "int", "symmetric": symmetric,
-                                                        "strategy": "group", "group_size": group_size}}}
+def _scheme(bits: int, group_size: int, symmetric: bool, observer: str = "minmax") -> dict:
+    weights = {"num_bits": bits, "type": "int", "symmetric": symmetric, "strategy": "group", "group_size": group_size,
+               "observer": observer}
+    return {"group_0": {"targets": TARGETS, "weights": weights}}
 
 
 def _recipe(method: str, bits: int, group_size: int, symmetric: bool, dampening_frac: float = 0.01,
-            actorder: str | None = "static") -> list:
+            actorder: str | None = "static", observer: str = "minmax") -> list:
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
-    scheme = _scheme(bits, group_size, symmetric)
+    scheme = _scheme(bits, group_size, symmetric, observer)
     if method == "gptq":
         return [GPTQModifier(config_groups=scheme, dampening_frac=dampening_frac, actorder=actorder)]
+    if method == "rtn":  # round-to-nearest with the same scales: the baseline GPTQ and AWQ must beat
+        return [QuantizationModifier(config_groups=scheme)]
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
     return [AWQModifier(duo_scaling=True), QuantizationModifier(config_groups=scheme)]
@@ -66,7 +76,8 @@ def _recipe(method: str, bits: int, group_size: int, symmetric: bool, dampening_
 def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, symmetric: bool,
         calibration_data: str | None, calibration_fallback: str, calibration_samples: int, max_seq_length: int,
         heldout_text: str, fidelity_windows: int, window: int, batch_size: int, seed: int = 1234,
-        pack_calibration: bool = False, dampening_frac: float = 0.01, actorder: str | None = "static") -> Artifact:
+        pack_calibration: bool = False, dampening_frac: float = 0.01, actorder: str | None = "static",
+        observer: str = "minmax") -> Artifact:
     if method not in METHODS:
         raise ConfigError(f"stage.run.method={method!r}: expected one of {METHODS}")
     model_input = ctx.model_input(model)
@@ -88,7 +99,7 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
                                   pack=pack_calibration)
     tokens = sum(map(len, dataset["input_ids"]))
     log.info("%s W%dA16 group %d on %d calibration samples (%d tokens)", method, bits, group_size, len(dataset), tokens)
-    recipe = _recipe(method, bits, group_size, symmetric, dampening_frac, actorder)
+    recipe = _recipe(method, bits, group_size, symmetric, dampening_frac, actorder, observer)
     with skip_pin_memory_without_accelerator(), _layer_errors() as errors:
         oneshot(model=lm, tokenizer=tokenizer, dataset=dataset, recipe=recipe,
                 num_calibration_samples=len(dataset), max_seq_length=max_seq_length)
@@ -103,13 +114,16 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
             out.extra["gptq_layer_errors"] = errors
             log.info("GPTQ error: largest %.1f (%s), median %.1f", errors[worst], worst, _median(errors.values()))
         if fidelity_windows:
-            out.metrics.update(_fidelity(lm, model_input.source, tokenizer, ctx, heldout_text, window,
-                                         fidelity_windows, batch_size))
+            fidelity, nlls = _fidelity(lm, model_input.source, tokenizer, ctx, heldout_text, window, fidelity_windows,
+                                       batch_size, seed)
+            out.metrics.update(fidelity)
+            out.extra["nll_per_window"] = nlls
         lm.save_pretrained(out.dir / "model", save_compressed=True)
         tokenizer.save_pretrained(out.dir / "model")
         out.metrics["model_mb"] = round(sum(f.stat().st_size for f in (out.dir / "model").glob("*.safetensors")) / 1e6, 2)
         out.extra["quantization"] = {"method": method, "bits": bits, "group_size": group_size,
-                                     "symmetric": symmetric, "sparse_input_layers": len(zero_masks),
+                                     "symmetric": symmetric, "observer": observer,
+                                     "sparse_input_layers": len(zero_masks),
                                      "calibration": {"samples": len(dataset), "tokens": tokens,
                                                      "packed": pack_calibration},
                                      **({"dampening_frac": dampening_frac, "actorder": actorder}
@@ -153,11 +167,47 @@ def _restore_zeros(lm, zero_masks: dict) -> None:
             modules[name].weight.masked_fill_(mask, 0)
 
 
-def _fidelity(quantized, reference_source, tokenizer, ctx, heldout_text, window, max_windows, batch_size) -> dict:
-    from cogumi.data.text import read_documents
-    from cogumi.models.fidelity import HFCausalLM, fidelity
+def perplexity_ratio(nlls: list[float], reference_nlls: list[float], seed: int = 0) -> dict:
+    """Perplexity ratio model / reference on the same windows, with the paired bootstrap interval.
 
-    reference = HFCausalLM(reference_source, ctx.hardware)
-    report = fidelity(quantized, reference.model, tokenizer, read_documents(heldout_text), window, max_windows,
-                      batch_size)
-    return {k: report[k] for k in ("perplexity", "reference_perplexity", "kl_mean", "top1_agreement")}
+    Every window has the same token count, so the ratio is exp(mean per-window NLL difference) and its
+    interval is the exponential of the paired interval of that difference (cogumi.stats).
+    """
+    paired = compare_paired(nlls, reference_nlls, seed=seed)
+    return {"perplexity_ratio": round(math.exp(paired.difference), 4),
+            "perplexity_ratio_ci": [round(math.exp(paired.low), 4), round(math.exp(paired.high), 4)],
+            "perplexity_ratio_p_value": paired.p_value, "fidelity_windows": paired.n}
+
+
+def _fidelity(quantized, reference_source, tokenizer, ctx, heldout_text, window, max_windows, batch_size,
+              seed) -> tuple[dict, dict]:
+    """Perplexity of both (per window, for the paired ratio), KL and top-1 agreement, in one pass over the windows."""
+    import torch
+
+    from cogumi.data.text import read_documents
+    from cogumi.models.fidelity import HFCausalLM, scoring_windows
+
+    reference = HFCausalLM(reference_source, ctx.hardware).model
+    windows = scoring_windows(tokenizer, read_documents(heldout_text), window, max_windows)
+    nlls, kl_sum, agree = {"model": [], "reference": []}, 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            batch = windows[start:start + batch_size]
+            targets = batch[:, 1:]
+            logprobs = {}
+            for role, lm in (("model", quantized), ("reference", reference)):
+                logprobs[role] = torch.log_softmax(lm(input_ids=batch.to(lm.device)).logits.float().cpu(), -1)
+                nll = -logprobs[role][:, :-1].gather(-1, targets[..., None])[..., 0]
+                nlls[role] += nll.mean(1).tolist()
+            ref, out = logprobs["reference"], logprobs["model"]
+            kl_sum += (ref.exp() * (ref - out)).sum(-1).sum().item()
+            agree += (ref.argmax(-1) == out.argmax(-1)).sum().item()
+    positions = windows.numel()
+    report = {"perplexity": round(math.exp(sum(nlls["model"]) / len(windows)), 4),
+              "reference_perplexity": round(math.exp(sum(nlls["reference"]) / len(windows)), 4),
+              **perplexity_ratio(nlls["model"], nlls["reference"], seed),
+              "kl_mean": round(kl_sum / positions, 6), "top1_agreement": round(agree / positions, 6)}
+    log.info("fidelity: ppl %.3f vs %.3f, ratio %.3f %s (n=%d windows), KL %.4f, top-1 %.3f", report["perplexity"],
+             report["reference_perplexity"], report["perplexity_ratio"], report["perplexity_ratio_ci"], len(windows),
+             report["kl_mean"], report["top1_agreement"])
+    return report, {k: [round(v, 5) for v in values] for k, values in nlls.items()}
