@@ -214,3 +214,22 @@ def test_quantize_recipes_carry_the_observer_and_rtn_has_no_gptq():
     (gptq,) = _recipe("gptq", 4, 64, True, dampening_frac=0.1)
     assert isinstance(gptq, GPTQModifier) and gptq.dampening_frac == 0.1
 
+
+def test_recovery_text_examples_train_every_token_and_never_the_heldout_text(tmp_path, embedded_model):
+    from cogumi.models import load_tokenizer
+    from cogumi.train.recovery import encode_texts, text_records
+
+    tokenizer = load_tokenizer(embedded_model)
+    long_text = " ".join(f"word{i}" for i in range(300))
+    examples = encode_texts(tokenizer, [{"text": long_text}, {"text": "too short"}], seq_len=64)
+    assert len(examples) >= 2 and all(len(e.input_ids) <= 64 for e in examples)
+    assert all(e.labels == e.input_ids for e in examples)  # no prompt mask: every token is a target
+    ids = tokenizer(long_text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    chunks = [ids[s:s + 64] for s in range(0, len(ids), 64)]
+    assert [e.input_ids for e in examples] == [c for c in chunks if len(c) >= 16]  # "too short" is dropped
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps({"text": f"document {i} " * 20}) for i in range(40)))
+    train, val = text_records(str(docs), str(tmp_path / "heldout.txt"), seed=0, train=10, val=5)
+    assert len(train) == 10 and len(val) == 5 and not {d["text"] for d in train} & {d["text"] for d in val}
+    with pytest.raises(ConfigError, match="held-out"):
+        text_records(str(docs), str(docs), seed=0, train=10, val=5)

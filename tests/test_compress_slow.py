@@ -68,3 +68,34 @@ def test_gguf_q8_0_is_closer_to_f16_than_q4_k_m(outputs, embedded_model):
                       "stage.run.prompts=[]", "stage.run.max_kl=0.000001", "logger=none")
     assert gated.returncode != 0 and "max_kl" in gated.stdout + gated.stderr
     assert len(ArtifactStore(outputs / "artifacts").artifacts("gguf")) == before
+
+
+def test_recovery_on_plain_text_trains_and_keeps_the_pruned_zeros(outputs, tmp_path, embedded_model):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from cogumi.train.fixtures import write_tiny_llama
+
+    pruned = write_tiny_llama(tmp_path / "pruned", embedded_model)
+    model = AutoModelForCausalLM.from_pretrained(pruned)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.up_proj.weight[:, ::2] = 0
+    model.save_pretrained(pruned)
+    text = tmp_path / "general.jsonl"
+    text.write_text("\n".join(json.dumps({"text": f"Note {i}: the river rose after the rain, and the town "
+                                                   f"built a wall of {i} stones. " * 6}) for i in range(40)))
+    result = run_entry("train", "stage=recovery", f"stage.run.model={pruned}", f"model.local_dir={pruned}",
+                       f"stage.run.text_data={text}", "stage.run.fraction=1.0", "stage.run.max_train_records=16",
+                       "stage.run.max_val_records=4", "stage.run.seq_len=64", "stage.run.max_steps=3",
+                       "stage.run.val_every=3", "stage.run.save_every=3", "stage.run.lr=3e-3",
+                       "stage.run.warmup_steps=1", "hardware.batch_size=2", "stage.run.progress_bar=false",
+                       "logger=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    artifact = _latest(outputs, "recovery")
+    assert artifact.manifest["training"]["data"] == "text" and artifact.manifest["training"]["selected_records"] == 16
+    assert artifact.metrics["val_loss"] < artifact.metrics["val_loss_untrained"]
+    recovered = AutoModelForCausalLM.from_pretrained(artifact.file("model"))
+    for before, after in zip(model.model.layers, recovered.model.layers):
+        assert (after.mlp.up_proj.weight[:, ::2] == 0).all()  # the pruned zeros survive the merge
+        assert not torch.equal(after.mlp.up_proj.weight, before.mlp.up_proj.weight)  # the rest was trained

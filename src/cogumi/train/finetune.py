@@ -71,8 +71,11 @@ def run_fingerprint(ctx: StageContext, inputs: dict) -> str:
 
 def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_records: list[dict],
              inputs: dict, settings: FinetuneSettings, extra: dict | None = None,
-             keep_zeros: bool = False) -> Artifact:
-    """Fine-tune `model_ref` with LoRA on the records and write the model artifact."""
+             keep_zeros: bool = False, encode=encode_records) -> Artifact:
+    """Fine-tune `model_ref` with LoRA on the records and write the model artifact.
+
+    `encode(tokenizer, records, seq_len) -> list[Example]`: chat records by default (reply-only loss);
+    recovery passes plain-text documents (every token a target)."""
     import lightning as L
 
     from cogumi.models import load_causal_lm
@@ -87,8 +90,8 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
 
     # QLoRA is a training choice of the hardware profile: only here is the base loaded in 4-bit.
     model, tokenizer = load_causal_lm(source, hardware, ctx.model.revision, load_in_4bit=hardware.load_in_4bit)
-    train_examples = encode_records(tokenizer, train_records, settings.seq_len)
-    val_examples = encode_records(tokenizer, val_records, settings.seq_len)
+    train_examples = encode(tokenizer, train_records, settings.seq_len)
+    val_examples = encode(tokenizer, val_records, settings.seq_len)
     rows = (lambda ex, seed: pack_examples(ex, settings.seq_len, seed)) if settings.packing else \
         (lambda ex, seed: unpacked_rows(ex))
     train_rows, val_rows = rows(train_examples, settings.seed), rows(val_examples, settings.seed)
