@@ -1,10 +1,12 @@
 """Size and fidelity table of the embedded model across compression formats (the compress benchmark).
 
-Rows: HF fp32 / bf16, GPTQ and AWQ W4A16 (llm-compressor, through `compress.py stage=quantize`),
+Rows: HF fp32 / bf16, round-to-nearest, GPTQ and AWQ W4A16 (llm-compressor, each through `compress.py
+stage=quantize` with the same scheme and calibration text, scored on the same windows),
 GGUF F16 / Q8_0 / Q6_K / Q5_K_M / Q4_K_M, each k-quant with and without an importance matrix
 (llama.cpp's llama-imatrix on C4 calibration text), zstd-packed GGUFs, and a 50 %-pruned model's
 packed GGUFs (GGUF stores pruned zeros densely; packing is where sparsity shows on disk). For each:
-MB, ratio to bf16, KL vs the F16 GGUF on held-out text, top-1 agreement, perplexity, decode tok/s;
+MB, ratio to bf16, KL vs the F16 GGUF on held-out text, top-1 agreement, perplexity (each with a 95 %
+bootstrap interval over the windows; perplexity also as a paired ratio to F16), decode tok/s;
 GGUF rows also carry llama.cpp's own `llama-perplexity --kl-divergence` KLD and top-1 (± its
 standard error) over `--kld-chunks` chunks, the anchor's measurement.
 The baseline of the same run is the F16 GGUF (KL 0 by definition) and the bf16 size.
@@ -12,6 +14,8 @@ Anchor from llama.cpp: Llama-3-8B Q4_K_M is 29 % of F16 size at KLD 0.031.
 
     .venv/bin/python benchmarks/compress_table.py --windows 8           # everything (~10 min alone)
     .venv/bin/python benchmarks/compress_table.py --skip-llmcompressor  # GGUF + packs only
+    .venv/bin/python benchmarks/compress_table.py --w4a16-only --windows 16   # F16 + RTN/GPTQ/AWQ rows only
+        (writes benchmarks/results/gptq_awq_table.json, leaving the full table's file alone)
 """
 
 import argparse
@@ -25,6 +29,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "compress_table.json"
+W4A16_RESULTS = ROOT / "benchmarks" / "results" / "gptq_awq_table.json"
+# The quantize stage's W4A16 setting (conf/stage/quantize.yaml + the main job's line): one scheme for all three
+# methods, general-text calibration packed into full rows (never the held-out text).
+W4A16 = ["stage.run.calibration_data=null", "stage.run.pack_calibration=true", "stage.run.max_seq_length=256",
+         "stage.run.symmetric=false", "stage.run.group_size=32", "stage.run.observer=mse", "stage.run.dampening_frac=0.1"]
 TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M"]
 PROMPT = [{"role": "user", "content": "Explain in a few sentences why the sky is blue."}]
 
@@ -61,16 +70,49 @@ class _CachedLogits:
         return self.cache[key]
 
 
-def _save(rows: list[dict]) -> None:
+def _save(rows: list[dict], path: Path = RESULTS) -> None:
     """Partial results after every row: an interrupted run keeps what it measured."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"partial": True, "rows": rows}, indent=2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"partial": True, "rows": rows}, indent=2))
+
+
+def _window_scores(scorer, reference, windows) -> dict:
+    """Per window: the model's NLL, the reference's NLL, KL(reference ‖ model) and top-1 agreement."""
+    import torch
+
+    rows = {"nll": [], "reference_nll": [], "kl": [], "top1": []}
+    with torch.no_grad():
+        for window in windows:
+            batch = window[None]
+            ref = torch.log_softmax(reference(input_ids=batch).logits.float().cpu(), -1)[0]
+            out = torch.log_softmax(scorer(input_ids=batch.to(scorer.device)).logits.float().cpu(), -1)[0]
+            targets = window[1:, None]
+            rows["nll"].append(-out[:-1].gather(-1, targets).mean().item())
+            rows["reference_nll"].append(-ref[:-1].gather(-1, targets).mean().item())
+            rows["kl"].append((ref.exp() * (ref - out)).sum(-1).mean().item())
+            rows["top1"].append((ref.argmax(-1) == out.argmax(-1)).float().mean().item())
+    return rows
+
+
+def _with_intervals(scores: dict) -> dict:
+    """Point values with 95 % bootstrap intervals over windows; perplexity also as a paired ratio to F16."""
+    import math
+
+    from cogumi.stats import compare_paired, mean_estimate
+
+    kl, top1, nll = (mean_estimate(scores[k]) for k in ("kl", "top1", "nll"))
+    ratio = compare_paired(scores["nll"], scores["reference_nll"])
+    return {"kl_vs_f16": round(kl.value, 5), "kl_ci": [round(kl.low, 5), round(kl.high, 5)],
+            "top1_vs_f16": round(top1.value, 4), "top1_ci": [round(top1.low, 4), round(top1.high, 4)],
+            "ppl": round(math.exp(nll.value), 3), "ppl_ci": [round(math.exp(nll.low), 3), round(math.exp(nll.high), 3)],
+            "ppl_ratio_to_f16": round(math.exp(ratio.difference), 4),
+            "ppl_ratio_ci": [round(math.exp(ratio.low), 4), round(math.exp(ratio.high), 4)]}
 
 
 def _quantized_model(method: str, outputs: Path, samples: int) -> Path:
     env = {**os.environ, "COGUMI_OUTPUTS": str(outputs)}
     cmd = [sys.executable, str(ROOT / "compress.py"), "stage=quantize", f"stage.run.method={method}",
-           f"stage.run.calibration_samples={samples}", "stage.run.fidelity_windows=0", "logger=none"]
+           f"stage.run.calibration_samples={samples}", "stage.run.fidelity_windows=0", "logger=none", *W4A16]
     started = time.time()
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
     print(f"# {method}: {time.time() - started:.0f} s", file=sys.stderr)
@@ -83,20 +125,19 @@ def main() -> None:
     parser.add_argument("--level", type=int, default=19, help="zstd level of the packs")
     parser.add_argument("--calibration-samples", type=int, default=16, help="GPTQ / AWQ calibration samples")
     parser.add_argument("--skip-llmcompressor", action="store_true", help="no GPTQ / AWQ / pruning rows")
+    parser.add_argument("--w4a16-only", action="store_true", help="only F16 (reference) and the RTN/GPTQ/AWQ rows")
     parser.add_argument("--kld-chunks", type=int, default=40, help="llama-perplexity KLD chunks of 256 tokens")
     parser.add_argument("--imatrix-chunks", type=int, default=64, help="llama-imatrix chunks of 256 tokens")
     args = parser.parse_args()
 
     from cogumi.assets import converter_dir, embedded_model_dir
     from cogumi.compress import llama_cli
-    from cogumi.compress.gguf_export import convert_hf_to_gguf, decompress_to_dense, quantize_gguf
+    from cogumi.compress.gguf_export import convert_hf_to_gguf, quantize_gguf
     from cogumi.compress.zstd_pack import pack_file
     from cogumi.data.text import read_documents
-    from cogumi.models.fidelity import GGUFCausalLM, HFCausalLM, divergence, mean_nll, scoring_windows
+    from cogumi.models.fidelity import GGUFCausalLM, HFCausalLM, scoring_windows
     from cogumi.hardware import HardwareSpec
     from cogumi.models import load_tokenizer
-
-    import math
 
     import torch
 
@@ -118,17 +159,24 @@ def main() -> None:
     tokenizer.save_pretrained(bf16_dir)
     bf16_mb = _mb(bf16_dir)
 
+    results = W4A16_RESULTS if args.w4a16_only else RESULTS
+
     def score(name: str, scorer, size_mb: float, note: str = "", gguf: Path | None = None) -> None:
-        nll, _ = mean_nll(scorer, windows, 1, desc=name)
-        div = divergence(scorer, cached_reference, windows, 1)
         rows.append({"format": name, "mb": round(size_mb, 1), "ratio_to_bf16": round(size_mb / bf16_mb, 3),
-                     "kl_vs_f16": round(div["kl_mean"], 5), "top1_vs_f16": round(div["top1_agreement"], 4),
-                     "ppl": round(math.exp(nll), 3), "decode_tok_s": _decode_tok_s(scorer), "note": note})
+                     **_with_intervals(_window_scores(scorer, cached_reference, windows)),
+                     "decode_tok_s": _decode_tok_s(scorer), "note": note})
         if gguf is not None and gguf != f16:
             anchor = llama_cli.kl_divergence(gguf, kld_base, 256, work / f"{gguf.stem}.kld.log")
             rows[-1].update({f"llama_{k}": round(v, 5) if isinstance(v, float) else v for k, v in anchor.items()})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-        _save(rows)
+        _save(rows, results)
+
+    if args.w4a16_only:
+        score("GGUF F16", reference, _mb(f16), "llama.cpp baseline")
+        _w4a16_rows(score, work, hardware, args.calibration_samples)
+        _finish(args, rows, results, bf16_mb)
+        reference.close()
+        return
 
     # llama.cpp's own tools: reference logits for KLD, importance matrix from C4 (never the held-out text).
     kld_base = llama_cli.save_kld_base(f16, heldout, work / "f16.kld", 256, args.kld_chunks)
@@ -163,18 +211,33 @@ def main() -> None:
     if not args.skip_llmcompressor:
         rows.extend(_pruned_packs(work, args.level, bf16_mb))
         _save(rows)
-        for method in ("gptq", "awq"):
-            compressed = _quantized_model(method, work / f"{method}-outputs", args.calibration_samples)
-            dense = decompress_to_dense(compressed, work / f"{method}-dense")
-            model = HFCausalLM(dense, hardware)
-            score(f"{method.upper()} W4A16 g64", model, _mb(compressed), "compressed-tensors on disk; scored dense")
-            model.close()
+        _w4a16_rows(score, work, hardware, args.calibration_samples)
     reference.close()
+    _finish(args, rows, results, bf16_mb)
+
+
+def _w4a16_rows(score, work: Path, hardware, samples: int) -> None:
+    """Round-to-nearest, GPTQ and AWQ with one scheme (W4A16 asymmetric g32, MSE scales), one calibration text."""
+    from cogumi.compress.gguf_export import decompress_to_dense
+    from cogumi.models.fidelity import HFCausalLM
+
+    for method in ("rtn", "gptq", "awq"):
+        compressed = _quantized_model(method, work / f"{method}-outputs", samples)
+        dense = decompress_to_dense(compressed, work / f"{method}-dense")
+        model = HFCausalLM(dense, hardware)
+        score(f"{method.upper()} W4A16 asym g32", model, _mb(compressed),
+              "compressed-tensors on disk; scored dense; " + " ".join(W4A16))
+        model.close()
+
+
+def _finish(args, rows: list[dict], path: Path, bf16_mb: float) -> None:
     result = {"windows": args.windows, "tokens_per_window": 256, "bf16_mb": round(bf16_mb, 1),
-              "llama_kld_chunks": args.kld_chunks, "imatrix_chunks": args.imatrix_chunks, "rows": rows,
-              "anchor": "llama.cpp Llama-3-8B Q4_K_M: 29 % of F16 size at KLD 0.031"}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+              "calibration_samples": args.calibration_samples, "rows": rows,
+              "command": "python benchmarks/compress_table.py " + " ".join(sys.argv[1:]),
+              **({} if args.w4a16_only else {"llama_kld_chunks": args.kld_chunks, "imatrix_chunks": args.imatrix_chunks,
+                                              "anchor": "llama.cpp Llama-3-8B Q4_K_M: 29 % of F16 size at KLD 0.031"})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
