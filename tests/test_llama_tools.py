@@ -70,3 +70,26 @@ def test_built_quantize_runs_from_the_real_cache():
     quantize = llama_tools.tool_path("llama-quantize")
     result = subprocess.run([str(quantize), "--help"], capture_output=True, text=True, timeout=60)
     assert "Q4_K_M" in result.stdout + result.stderr
+
+
+# Lines of a real llama-quantize log (Q4_K_M of SmolLM2-135M): norms are copied, 576-wide rows fall back.
+QUANTIZE_LOG = """
+warning: blk.0.attn_q.weight                  - ncols    576 not divisible by 256 (required for type    q4_K) -> falling back to    q5_0
+[   1/ 272] output_norm.weight                   - [   576,      1,      1,      1], type =    f32, size =    0.002 MiB
+[   2/ 272] token_embd.weight                    - [   576,  49152,      1,      1], type =    f16, converting to q8_0 .. size =    54.00 MiB ->    28.69 MiB
+[   6/ 272] blk.0.attn_q.weight                  - [   576,   576,      1,      1], type =    f16, converting to q5_0 .. size =     0.63 MiB ->     0.22 MiB
+[   8/ 272] blk.0.ffn_down.weight                - [  1536,   576,      1,      1], type =    f16, converting to q6_K .. size =     1.69 MiB ->     0.69 MiB
+[  17/ 272] blk.1.ffn_down.weight                - [  1536,   576,      1,      1], type =    f16, converting to q4_K .. size =     1.69 MiB ->     0.53 MiB
+[ 218/ 272] blk.23.attn_q.weight                 - [   576,   576,      1,      1], type =    f16, converting to q5_0 .. size =     0.63 MiB ->     0.22 MiB
+llama_model_quantize_impl: WARNING: 180 of 272 tensor(s) required fallback quantization
+"""
+
+
+def test_quantize_log_gives_each_tensors_written_type_and_the_mix_per_role():
+    from cogumi.compress.llama_cli import tensor_types, type_mix
+
+    types = tensor_types(QUANTIZE_LOG)
+    assert types == {"output_norm.weight": "f32", "token_embd.weight": "q8_0", "blk.0.attn_q.weight": "q5_0",
+                     "blk.0.ffn_down.weight": "q6_k", "blk.1.ffn_down.weight": "q4_k", "blk.23.attn_q.weight": "q5_0"}
+    assert type_mix(types) == {"attn_q": {"q5_0": 2}, "ffn_down": {"q4_k": 1, "q6_k": 1}, "output_norm": {"f32": 1},
+                               "token_embd": {"q8_0": 1}}

@@ -46,12 +46,36 @@ def compute_imatrix(model: Path, text_file: Path, out_file: Path, chunks: int, c
 
 
 def quantize(source: Path, out_file: Path, quant_type: str, imatrix: Path | None = None,
-             threads: int | None = None) -> dict:
-    """`llama-quantize [--imatrix]`; returns how many tensors fell back to another type (shape rules)."""
-    args = (["--imatrix", imatrix] if imatrix else []) + [source, out_file, quant_type]
+             threads: int | None = None, extra_args: list[str] = ()) -> dict:
+    """`llama-quantize [--imatrix] [extra_args]`: how many tensors fell back to another type (shape
+    rules) and the type each tensor got. `extra_args` are llama-quantize options placed before the
+    files, e.g. ["--token-embedding-type", "f16"] or ["--tensor-type", "ffn_down=q6_k"]."""
+    args = (["--imatrix", imatrix] if imatrix else []) + list(extra_args) + [source, out_file, quant_type]
     output = _run("llama-quantize", args, out_file.with_suffix(".log"), None)
     fallbacks = re.search(r"(\d+) of (\d+) tensor\(s\) required fallback", output)
-    return {"fallback_tensors": int(fallbacks.group(1)) if fallbacks else 0, "imatrix": imatrix is not None}
+    return {"fallback_tensors": int(fallbacks.group(1)) if fallbacks else 0, "imatrix": imatrix is not None,
+            "tensor_types": tensor_types(output)}
+
+
+# llama-quantize prints one line per tensor: `[  3/ 272]  blk.0.attn_k.weight - [ 576, 192, ...], type =
+# f16, converting to q5_0 .. size = ...` (or `size = ...` alone for a tensor it copies, e.g. norms).
+_TENSOR_LINE = re.compile(r"^\[\s*\d+/\s*\d+\]\s+(\S+)\s+- \[[^\]]*\], type =\s*(\w+),(?: converting to (\w+))?",
+                          re.MULTILINE)
+
+
+def tensor_types(output: str) -> dict[str, str]:
+    """Tensor name -> the type llama-quantize wrote (after any fallback), from its log."""
+    return {name: (converted or kept).lower() for name, kept, converted in _TENSOR_LINE.findall(output)}
+
+
+def type_mix(types: dict[str, str]) -> dict[str, dict[str, int]]:
+    """How many tensors of each role (blk.N. stripped: attn_q, ffn_down, token_embd, ...) got each type."""
+    mix: dict[str, dict[str, int]] = {}
+    for name, kind in types.items():
+        role = re.sub(r"^blk\.\d+\.", "", name).removesuffix(".weight")
+        mix.setdefault(role, {})
+        mix[role][kind] = mix[role].get(kind, 0) + 1
+    return {role: dict(sorted(kinds.items())) for role, kinds in sorted(mix.items())}
 
 
 def save_kld_base(reference: Path, text_file: Path, base_file: Path, ctx: int, chunks: int,
