@@ -150,3 +150,144 @@ def test_the_report_headline_counts_only_the_tiers_that_ran():
     rows = [r.to_dict() for r in funnel] + [FunnelRow("local", status="unavailable").to_dict()]
     lines = headline("math", 10, 6, rows, len(kept))
     assert lines == ["math: 10 mined items, student solved 6", "kept 4: self 1/4, reference 3/3"]
+
+
+# ---- failure clusters and LLM2LLM augmentation ------------------------------------------------------
+def _topic_embed(texts):
+    """Stand-in for MiniLM: apples and trains far apart, so the clusters are known."""
+    import numpy as np
+
+    return np.array([[1.0, 0.0] if "apple" in t else [0.0, 1.0] for t in texts]) + \
+        np.random.default_rng(0).normal(0, 0.01, (len(texts), 2))
+
+
+def _fruit_and_trains() -> list[DomainItem]:
+    apples = [DomainItem(f"a/{i}", "cogumi_gsm8k", f"Sam has {i} apple crates; how many apples?", str(i),
+                         f"The answer is {i}." if i % 2 else None, question=f"Sam has {i} apple crates")
+              for i in range(4)]
+    trains = [DomainItem(f"t/{i}", "cogumi_gsm8k", f"A train goes {i} km; how far?", str(i), None,
+                         question=f"A train goes {i} km") for i in range(3)]
+    return apples + trains
+
+
+def test_failures_cluster_by_topic_and_the_funnel_is_told_per_cluster():
+    from cogumi.modifiers.failure_clusters import cluster_failures, cluster_funnel, cluster_table
+
+    items = _fruit_and_trains()
+    groups, silhouettes = cluster_failures(items, 2, 4, embed=_topic_embed)
+    assert sorted(sorted(i.id[0] for i in g.items) for g in groups) == [["a"] * 4, ["t"] * 3]
+    assert max(silhouettes, key=silhouettes.get) == "2"
+    reference, fixed = ReferenceTier(), FixedTier({"t/0": "The answer is 0.", "t/1": "The answer is 5."}, name="local")
+    _, funnel, unsolved = run_cascade(items, [reference, fixed], Verifier("final_number"))
+    rows = cluster_funnel(groups, funnel, unsolved)
+    apples, trains = (next(r for r in rows if f"{kind}/0" in r["item_ids"]) for kind in "at")
+    assert apples["solved"] == {"reference": 2, "local": 0} and apples["unsolved"] == 2
+    assert trains["solved"] == {"reference": 0, "local": 1} and trains["unsolved"] == 2  # 5 is not 1
+    assert apples["items"] == 4 and apples["examples"][0] == "Sam has 0 apple crates" and "apple" in apples["name"]
+    table = cluster_table(rows)
+    assert "reference solved" in table and len(table.splitlines()) == 2 + len(rows)
+
+
+@dataclass
+class ScriptedClient:
+    """A teacher whose replies are given per request (in order); records what it was asked."""
+
+    replies: list
+    sent: list = field(default_factory=list)
+
+    @property
+    def spec(self):
+        from cogumi.teachers.spec import TeacherSpec
+
+        return TeacherSpec(name="scripted", base_url="http://unused/v1", model="m")
+
+    def chat(self, messages, **_):
+        from cogumi.teachers.client import TeacherReply
+
+        self.sent.append(messages[0]["content"])
+        return TeacherReply(self.replies[len(self.sent) - 1], 10, 20, 0.0, 0.0, "m")
+
+
+def test_augmentation_keeps_only_new_items_that_pass_the_verifier():
+    from cogumi.modifiers.failure_clusters import FailureCluster
+    from cogumi.teachers.augment import augment_clusters
+
+    items = _fruit_and_trains()
+    clusters = [FailureCluster(0, "apples", items[:4]), FailureCluster(1, "trains", items[4:])]
+    reply = json.dumps({"items": [{"prompt": "Ann has 3 apple bags of 2; how many?", "answer": "The answer is 6."},
+                                  {"prompt": "Bo has apples; how many?", "answer": "I am not sure."},  # no number
+                                  {"prompt": items[0].prompt, "answer": "The answer is 0."}]})  # a known prompt
+    cut_off = '{"items": [{"prompt": "A train of 4 cars, 5 seats each: seats?", "answer": "The answer is 20."}, {"pro'
+    client = ScriptedClient([reply, cut_off])
+    kept, rows = augment_clusters(client, clusters, 3, Verifier("final_number"), examples=2,
+                                  known_prompts={i.prompt for i in items})
+    assert [k.item.prompt for k in kept] == ["Ann has 3 apple bags of 2; how many?",
+                                             "A train of 4 cars, 5 seats each: seats?"]
+    assert all(k.tier == "augment:scripted" and k.item.gold is None and k.verified == "form" for k in kept)
+    assert [(r.generated, r.duplicates, r.rejected, r.kept) for r in rows] == [(3, 1, 1, 1), (1, 0, 0, 1)]
+    assert rows[0].examples == ["a/1", "a/3"]  # failures with a reference answer are shown first
+    assert "The answer is 1." in client.sent[0] and "train" not in client.sent[0]
+
+
+def test_augmentation_with_an_unreachable_teacher_adds_nothing(tmp_path):
+    from cogumi.modifiers.failure_clusters import FailureCluster
+    from cogumi.teachers.augment import augment_clusters
+    from cogumi.teachers.client import TeacherClient
+    from cogumi.teachers.spec import TeacherSpec
+
+    client = TeacherClient(TeacherSpec(name="nowhere", base_url="http://127.0.0.1:9/v1", model="m"), timeout_s=5,
+                           max_retries=0)
+    items = _fruit_and_trains()
+    kept, rows = augment_clusters(client, [FailureCluster(0, "a", items[:4]), FailureCluster(1, "t", items[4:])], 2,
+                                  Verifier("final_number"))
+    assert kept == [] and [r.status for r in rows] == ["unavailable", "unavailable"]
+
+
+@pytest.mark.slow
+def test_augmentation_through_a_local_server_asks_only_for_failure_clusters(local_teacher, tmp_path):
+    """Real loopback server: only the student's failures are clustered and shown; new items are verified."""
+    from cogumi.modifiers.cascade_data import student_pass
+    from cogumi.modifiers.failure_clusters import cluster_failures
+    from cogumi.teachers.augment import augment_clusters
+    from cogumi.teachers.client import TeacherClient
+
+    class Student:  # answers the apple questions right, the train questions wrong
+        def as_chat(self, prompt):
+            return prompt
+
+        def sample(self, prompt, n, temperature, max_tokens, stop, seed):
+            number = re.search(r"\d+", prompt).group()
+            return [f"The answer is {number if 'apple' in prompt else number + '1'}."]
+
+        def tokens(self, text):
+            return len(text.split())
+
+    class Recording(TeacherClient):
+        sent: list = []
+
+        def chat(self, messages, **kw):
+            self.sent.append(messages[0]["content"])
+            return super().chat(messages, **kw)
+
+    items = _fruit_and_trains() + [DomainItem(f"w/{i}", "cogumi_gsm8k", f"Water fills {i} tanks; litres?", str(i),
+                                              f"The answer is {i}.", question=f"Water fills {i} tanks")
+                                   for i in range(2, 5)]
+    verifier = Verifier("final_number")
+    failures, row = student_pass(Student(), items, verifier, 16, [], 0)
+    assert row.solved == 4 and {i.id[0] for i in failures} == {"t", "w"}
+    groups, _ = cluster_failures(failures, 2, 3)
+    ledger = tmp_path / "ledger.jsonl"
+    client = Recording(local_teacher, ledger_path=ledger)
+    schema = {"type": "object", "required": ["items"], "properties": {"items": {
+        "type": "array", "maxItems": 2, "items": {"type": "object", "required": ["prompt", "answer"], "properties": {
+            "prompt": {"type": "string", "maxLength": 120}, "answer": {"type": "string", "maxLength": 40}}}}}}
+    kept, rows = augment_clusters(client, groups, 2, verifier, examples=2, max_tokens=200,
+                                  known_prompts={i.prompt for i in items},
+                                  response_format={"type": "json_object", "schema": schema})
+    shown = {e for r in rows for e in r.examples}
+    assert shown and shown <= {i.id for i in failures}
+    assert len(client.sent) == len(groups) == len(ledger.read_text().splitlines())
+    assert not any("apple" in text for text in client.sent)  # solved items are never sent
+    assert all(r.generated == r.duplicates + r.rejected + r.kept for r in rows)
+    for k in kept:  # whatever the 135M server wrote, only verified items are kept
+        assert verifier.check(k.item, k.answer).passed and k.item.prompt not in {i.prompt for i in items}

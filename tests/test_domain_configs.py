@@ -85,3 +85,11 @@ def test_the_tool_call_gate_scores_chat_prompts_as_served_and_the_cloze_gates_pl
 
     assert gates("automation")["chat_template"] is True
     assert gates("reasoning")["chat_template"] is False
+
+
+def test_the_cascade_clusters_failures_and_augments_only_when_asked():
+    """Offline default: clusters on, augmentation off; when on, it asks the `teacher` group's endpoint."""
+    cfg = compose_entry("train", ["stage=cascade", "domain=automation", "teacher=groq"])
+    run = OmegaConf.to_container(cfg.stage.run, resolve=True)
+    assert run["clusters"]["enabled"] is True and run["augment"]["per_cluster"] == 0
+    assert run["augment"]["teacher"]["name"] == "groq" and run["augment"]["optional"] is True

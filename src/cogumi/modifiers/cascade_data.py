@@ -5,11 +5,15 @@ Setup → mine → cascade → artifact, top to bottom: the student (a GGUF thro
 domain's verifier) and this domain's unanswered feedback lines go through the tiers in order, each
 tier seeing only what the earlier ones left unsolved; every kept answer passed the verifier.
 Answered feedback lines that pass the verifier (or came from a teacher route) are kept as they are.
+The items the student failed are clustered (MiniLM + KMeans) and the funnel is also told per cluster;
+optionally (`augment.per_cluster` > 0, an endpoint teacher) a teacher writes new items like each
+failure cluster, kept only when they pass the verifier (LLM2LLM; off offline).
 """
 
 import json
 import logging
 import random
+import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -20,11 +24,13 @@ from cogumi.evaluate import offline_data
 from cogumi.evaluate.selfconsistency import Sampler
 from cogumi.modifiers.base_model import gguf_of, student_ref
 from cogumi.modifiers.domain import check_tiers, domain_from, plain
+from cogumi.modifiers.failure_clusters import cluster_failures, cluster_funnel, cluster_table
 from cogumi.modifiers.feedback import read_feedback
 from cogumi.modifiers.funnel import funnel_table, plot_funnel
-from cogumi.modifiers.items import TASKS, interleaved
+from cogumi.modifiers.items import TASKS, interleaved, load_items
 from cogumi.modifiers.verifiers import REPLY_STOPS, verifier_from
 from cogumi.stage import StageContext
+from cogumi.teachers.augment import augment_clusters
 from cogumi.teachers.cascade import FunnelRow, KeptAnswer, run_cascade
 from cogumi.teachers.client import TeacherClient
 from cogumi.teachers.tiers import TierUnavailable, build_tier, teacher_spec
@@ -91,10 +97,44 @@ def _feedback_records(feedback, verifier, domain: str) -> tuple[list[KeptAnswer]
     return kept, rejected
 
 
+def augment_failures(clusters: list, settings: dict, verifier, spec, mined: list, out_dir: Path, budget: int,
+                     seed: int) -> tuple[list[KeptAnswer], dict]:
+    """New verified items like each failure cluster from the augment teacher ({} rows when off or unreachable)."""
+    k = int(settings.get("per_cluster") or 0)
+    if k <= 0 or not clusters or budget <= 0:
+        return [], {}
+    try:
+        client = TeacherClient(teacher_spec(settings["teacher"]), ledger_path=out_dir / "teacher_ledger.jsonl",
+                               timeout_s=float(settings.get("timeout_s", 120)),
+                               max_retries=0 if settings.get("optional", True) else 2)
+    except ConfigError as err:  # a paid teacher without its key
+        if not settings.get("optional", True):
+            raise
+        log.warning("augmentation skipped: %s", err)
+        return [], {}
+    known = {item.prompt for item in mined} | {item.prompt for task in spec.eval_tasks
+                                               for item in load_items(task, "gate", None)}
+    kept, rows = augment_clusters(client, clusters, k, verifier, int(settings.get("examples", 3)),
+                                  int(settings.get("max_tokens", 768)), known, budget,
+                                  settings.get("response_format"), bool(settings.get("optional", True)), seed)
+    return kept, {r.cluster: r.to_dict() for r in rows}
+
+
+def augment_row(augmented: dict, teacher: str) -> dict:
+    """Augmentation as a funnel row: attempted = items generated, solved = new and verified, kept."""
+    rows = list(augmented.values())
+    total = {key: sum(r[key] for r in rows) for key in ("generated", "duplicates", "rejected", "kept", "tokens")}
+    return {"tier": f"augment:{teacher}", "status": "ran" if any(r["status"] == "ran" for r in rows) else "unavailable",
+            "attempted": total["generated"], "solved": total["generated"] - total["duplicates"] - total["rejected"],
+            "kept": total["kept"], "tokens": total["tokens"], "cost_usd": round(sum(r["cost_usd"] for r in rows), 6)}
+
+
 def run(ctx: StageContext, domain: dict, tiers: list[dict], model: str, gguf_type: str, mine_items: int,
-        max_records: int, feedback_file: str | None, val_fraction: float, seed: int = 1234) -> Artifact:
+        max_records: int, feedback_file: str | None, val_fraction: float, seed: int = 1234,
+        clusters: dict | None = None, augment: dict | None = None) -> Artifact:
     spec = domain_from(domain)
     tiers = [dict(t) for t in plain(tiers)]
+    clusters, augment = plain(clusters) or {"enabled": False}, plain(augment) or {}
     check_tiers(tiers, "stage.run")
     if mine_items < 0 or max_records < 1:
         raise ConfigError(f"stage.run.mine_items={mine_items} must be >= 0 and max_records={max_records} >= 1")
@@ -120,7 +160,18 @@ def run(ctx: StageContext, domain: dict, tiers: list[dict], model: str, gguf_typ
         built, skipped = _tiers(tiers, sampler, out.dir, spec.max_tokens, stop, seed)
         kept, funnel, unsolved = run_cascade(unsolved_in, built, verifier, max_records - len(from_feedback))
         kept = from_feedback[:max_records] + kept
+        groups, silhouettes, started = [], {}, time.perf_counter()
+        if clusters.get("enabled") or augment.get("per_cluster"):  # augmentation asks per failure cluster
+            groups, silhouettes = cluster_failures(unsolved_in, int(clusters.get("k_min", 2)),
+                                                   int(clusters.get("k_max", 8)), seed)
+        cluster_s = time.perf_counter() - started
+        new, augmented = augment_failures(groups, augment, verifier, spec, items, out.dir, max_records - len(kept),
+                                          seed)
+        kept += new
+        cluster_rows = cluster_funnel(groups, funnel, unsolved, augmented or None)
         rows = [student_row.to_dict()] + [r.to_dict() for r in funnel + skipped]
+        if augmented:
+            rows.append(augment_row(augmented, teacher_spec(augment["teacher"]).name))
         records = [_record(spec.name, k) for k in kept]
         random.Random(seed).shuffle(records)
         n_val = max(1, round(len(records) * val_fraction)) if len(records) > 1 and val_fraction > 0 else 0
@@ -133,6 +184,11 @@ def run(ctx: StageContext, domain: dict, tiers: list[dict], model: str, gguf_typ
                 "".join(json.dumps(q) + "\n" for q in feedback.quarantined))
         table = funnel_table(rows)
         (out.dir / "funnel.md").write_text(table)
+        if cluster_rows:
+            (out.dir / "clusters.json").write_text(json.dumps({"silhouette": silhouettes, "clusters": cluster_rows},
+                                                              indent=2))
+        if cluster_rows:
+            table += f"\nFailure clusters ({len(cluster_rows)}):\n\n{cluster_table(cluster_rows)}"
         (out.dir / "table.md").write_text(table)  # the pipeline report shows each artifact's table.md
         plot_funnel(rows, out.dir / "funnel.png", f"{spec.name}: {len(items)} mined items, {len(records)} kept")
         out.metrics.update({"mined_items": len(items), "student_solved": student_row.solved,
@@ -141,11 +197,14 @@ def run(ctx: StageContext, domain: dict, tiers: list[dict], model: str, gguf_typ
                             "unsolved": len(unsolved), "feedback_kept": len(from_feedback),
                             "feedback_rejected": feedback_rejected,
                             "feedback_quarantined": len(feedback.quarantined) if feedback else 0,
-                            "cost_usd": round(sum(r["cost_usd"] for r in rows), 6)})
+                            "cost_usd": round(sum(r["cost_usd"] for r in rows), 6),
+                            "failure_clusters": len(cluster_rows), "cluster_s": round(cluster_s, 2),
+                            "augmented_kept": len(new)})
         out.metrics.update({f"kept/{r['tier']}": r["kept"] for r in rows[1:]})
         out.extra["headline"] = headline(spec.name, len(items), student_row.solved, rows[1:], len(records))
         out.extra["cascade"] = {"domain": spec.name, "verifier": spec.verifier, "funnel": rows, "tiers": tiers,
                                 "student_gguf": str(gguf)}
+        out.extra["clusters"] = [{k: v for k, v in r.items() if k != "item_ids"} for r in cluster_rows]
         out.extra["splits"] = {"mined": [offline_data.source_record(TASKS[t][0], "mine") for t in spec.eval_tasks],
                                "gated": [offline_data.source_record(TASKS[t][0], "gate") for t in spec.eval_tasks]}
         log.info("cascade %s: %d mined, %d failures, %d kept\n%s", spec.name, len(items), len(failures),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from cogumi.errors import ConfigError
 from cogumi.evaluate import offline_data
+from cogumi.evaluate.failures import QUESTION_FIELD
 from cogumi.evaluate.tasks import task_utils
 
 LETTERS = task_utils.LETTERS
@@ -26,6 +27,12 @@ class DomainItem:
     gold: object  # what the verifier checks against; None = the answer can only be checked for form
     reference: str | None = None  # the set's gold answer as a reply
     source: dict = field(default_factory=dict)  # provenance for the manifest
+    question: str | None = None  # the text that states the problem (what a failure cluster is about)
+
+    @property
+    def topic(self) -> str:
+        """What clustering embeds: the question without the task's instructions (or the whole prompt)."""
+        return self.question or self.prompt
 
 
 def _call_text(ground_truth: list[dict]) -> str:
@@ -113,7 +120,8 @@ def load_items(task: str, part: str, limit: int | None) -> list[DomainItem]:
         prompt, gold, reference = build(doc)
         row_id = str(doc.get("id", len(items)))
         items.append(DomainItem(f"{task}/{row_id}", task, prompt, gold, reference,
-                                offline_data.source_record(name, part) | {"item": row_id}))
+                                offline_data.source_record(name, part) | {"item": row_id},
+                                str(doc.get(QUESTION_FIELD.get(task, "question")) or "") or None))
     return items
 
 

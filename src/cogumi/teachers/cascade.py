@@ -6,7 +6,7 @@ records, per tier: attempted, solved, kept, tokens and cost.
 """
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from tqdm.auto import tqdm
 
@@ -24,9 +24,12 @@ class FunnelRow:
     tokens: int = 0
     cost_usd: float = 0.0
     status: str = "ran"  # ran | unavailable (an optional tier that could not be reached)
+    solved_ids: list[str] = field(default_factory=list, repr=False)  # which items it solved (per-cluster funnels)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "cost_usd": round(self.cost_usd, 6)}
+        row = asdict(self)
+        del row["solved_ids"]
+        return {**row, "cost_usd": round(self.cost_usd, 6)}
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ def run_cascade(items: list, tiers: list, verifier, max_records: int | None = No
                 still.append(item)
                 continue
             row.solved += 1
+            row.solved_ids.append(item.id)
             if max_records is None or len(kept) < max_records:
                 kept.append(KeptAnswer(item, passing[0].strip(), tier.name, passing[1].how))
                 row.kept += 1
