@@ -53,3 +53,14 @@ def test_gguf_prefix_cache_gives_the_same_scores(embedded_model):
     lm.loglikelihood(_requests(PROMPTS[2:4]), disable_tqdm=True)  # evict the shared context
     again = lm.loglikelihood(_requests(PROMPTS[1:2]), disable_tqdm=True)
     assert again[0][0] == pytest.approx(first[1][0], abs=1e-3)
+
+
+def test_llama_threads_follow_the_load_unless_pinned(monkeypatch):
+    from cogumi.evaluate import llama_lm
+
+    monkeypatch.setattr(llama_lm.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(llama_lm.os, "getloadavg", lambda: (20.0, 20.0, 20.0))
+    monkeypatch.delenv("COGUMI_LLAMA_THREADS", raising=False)
+    assert llama_lm.default_threads() == 1  # a busy machine: spinning barriers would cost ~10x
+    monkeypatch.setenv("COGUMI_LLAMA_THREADS", "2")
+    assert llama_lm.default_threads() == 2  # the other load is niced: the run says it owns the cores

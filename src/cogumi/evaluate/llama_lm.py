@@ -27,7 +27,11 @@ def default_threads() -> int:
     llama.cpp's worker threads spin at their barriers: on a machine whose cores are taken, two
     threads measured ~10x slower than one (127-token prompt: 10 vs 118 tok/s at load 15 on 2 cores).
     The threshold sits above `cores` because the previous pipeline step alone leaves a load of ~cores.
+    COGUMI_LLAMA_THREADS pins the count: the load average also counts processes at nice 19, which
+    yield their cores, so a run that has the CPU to itself can say so.
     """
+    if os.environ.get("COGUMI_LLAMA_THREADS"):
+        return int(os.environ["COGUMI_LLAMA_THREADS"])
     cores = os.cpu_count() or 1
     busy = os.getloadavg()[0] >= 1.5 * cores
     if busy:
