@@ -5,7 +5,9 @@ text hash, plus satisfied follow-ups assembled from the patterns file. Positives
 complaints assembled from `dissatisfaction_patterns.yaml`, each recording the pattern entries it
 used. Evaluation: `escalation_eval.jsonl` (hand-written apart from the patterns, both classes;
 `written: second` marks the batch written after the patterns' one revision, the first batch having
-been looked at then) plus the held-out `test` split of the conversation turns (negatives).
+been looked at then; `third` and `fourth` were each written before the next change to the detector,
+HELDOUT.md says how `fourth` is labelled) plus the held-out `test` split of the conversation turns
+(negatives).
 """
 
 import json

@@ -44,10 +44,12 @@ class Head:
             return cls(str(data["kind"]), layers)
 
 
-def train_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = 10.0, seed: int = 0) -> Head:
+def train_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = 10.0, seed: int = 0,
+                   sample_weight: np.ndarray | None = None, class_weight: str | None = None) -> Head:
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
+    model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=class_weight).fit(
+        x, y, sample_weight=sample_weight)
     weight = np.zeros((x.shape[1], n_classes), dtype=np.float32)
     bias = np.full(n_classes, -1e4, dtype=np.float32)  # a class absent from training is never predicted
     if len(model.classes_) == 2:  # binary: sklearn keeps one weight vector, the logit of the second class
