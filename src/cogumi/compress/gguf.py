@@ -62,7 +62,7 @@ def _calibration_text(source: str, target: Path) -> Path:
 def run(ctx: StageContext, model: str, types: list[str], reference_type: str, text_file: str, window: int,
         max_windows: int | None, batch_size: int, prompts: list[str], max_new_tokens: int,
         max_kl=None, imatrix_text: str | None = None, imatrix_chunks: int = 32, imatrix_ctx: int = 256,
-        llama_kld_chunks: int = 0) -> Artifact:
+        llama_kld_chunks: int = 0, quantize_args: list[str] = ()) -> Artifact:
     from cogumi.models import load_tokenizer
     from cogumi.models.fidelity import GGUFCausalLM, fidelity
 
@@ -102,7 +102,8 @@ def run(ctx: StageContext, model: str, types: list[str], reference_type: str, te
         try:
             for quant_type in types:
                 target = gguf_dir / f"{quant_type}.gguf"
-                notes = quantize_gguf(reference_file, target, quant_type, ctx.hardware.threads, imatrix)
+                notes = quantize_gguf(reference_file, target, quant_type, ctx.hardware.threads, imatrix,
+                                      [str(a) for a in quantize_args])
                 quantized = GGUFCausalLM(target, n_ctx=n_ctx, threads=ctx.hardware.threads)
                 try:
                     result = fidelity(quantized, reference, tokenizer, documents, window, max_windows, batch_size,

@@ -144,14 +144,18 @@ def _captured_stderr():
 
 
 def quantize_gguf(source: Path, out_file: Path, quant_type: str, threads: int | None = None,
-                  imatrix: Path | None = None) -> dict:
-    """llama.cpp quantization of an F16/F32 GGUF; returns notes (e.g. how many tensors fell back)."""
+                  imatrix: Path | None = None, extra_args: list[str] = ()) -> dict:
+    """llama.cpp quantization of an F16/F32 GGUF; returns notes (how many tensors fell back, the
+    types llama.cpp wrote per tensor role). `extra_args` are llama-quantize options such as
+    ["--tensor-type", "ffn_down=q6_k"]."""
     import llama_cpp
 
-    if imatrix is not None:  # the binding has no imatrix loader: llama.cpp's own llama-quantize reads the file
-        result = llama_cli.quantize(source, out_file, quant_type, imatrix)
+    if imatrix is not None or extra_args:
+        # The binding has no imatrix loader and no per-tensor overrides: llama.cpp's own llama-quantize does both.
+        result = llama_cli.quantize(source, out_file, quant_type, imatrix, extra_args=list(extra_args))
         return {"fallback": f"{result['fallback_tensors']} tensor(s) required fallback quantization"
-                if result["fallback_tensors"] else None, "imatrix": True}
+                if result["fallback_tensors"] else None, "imatrix": imatrix is not None,
+                "tensor_mix": llama_cli.type_mix(result["tensor_types"])}
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype_of(quant_type)
     params.nthread = threads or os.cpu_count() or 1
@@ -163,7 +167,8 @@ def quantize_gguf(source: Path, out_file: Path, quant_type: str, threads: int | 
                               f"{' '.join(text.strip().splitlines()[-3:])}")
     # K-quants need rows divisible by 256; narrower models (576 wide) fall back to legacy quants per tensor.
     fallback = [line for line in text.splitlines() if "fallback quantization" in line]
-    notes = {"fallback": fallback[0].split("WARNING:")[-1].strip() if fallback else None}
+    notes = {"fallback": fallback[0].split("WARNING:")[-1].strip() if fallback else None,
+             "tensor_mix": llama_cli.type_mix(llama_cli.tensor_types(text))}
     log.info("%s -> %s (%.1f MB)%s", source.name, out_file.name, out_file.stat().st_size / 1e6,
              f"; {notes['fallback']}" if notes["fallback"] else "")
     return notes
