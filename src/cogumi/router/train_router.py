@@ -33,9 +33,11 @@ def _accuracy(predicted, truth) -> dict:
     return proportion(hits, len(truth)).to_dict()
 
 
-def fit_heads(x: dict, y: dict, n_classes: int, kinds: list[str], mlp: dict, seed: int) -> tuple[Head, dict]:
+def fit_heads(x: dict, y: dict, n_classes: int, kinds: list[str], mlp: dict, seed: int,
+              class_weight: str | None = None) -> tuple[Head, dict]:
     """Every head kind trained on `train`, scored on `val`; the best one (ties: the first kind)."""
-    trainers = {"logistic": lambda: train_logistic(x["train"], y["train"], n_classes, seed=seed),
+    trainers = {"logistic": lambda: train_logistic(x["train"], y["train"], n_classes, seed=seed,
+                                                   class_weight=class_weight),
                 "mlp": lambda: train_mlp(x["train"], y["train"], n_classes, seed=seed, **mlp)}
     heads, comparison = {}, {}
     for kind in kinds:
@@ -50,14 +52,36 @@ def fit_heads(x: dict, y: dict, n_classes: int, kinds: list[str], mlp: dict, see
     return heads[best], comparison
 
 
-def domain_report(head: Head, x, y, domains: list[str], hand_x, hand_y) -> tuple[dict, np.ndarray]:
+def domain_report(head: Head, x, y, domains: list[str], hand: dict) -> tuple[dict, np.ndarray]:
+    """Test accuracy (overall, per domain) and accuracy on each hand-written set {name: (x, y)}."""
     from sklearn.metrics import confusion_matrix
 
     predicted = head.probabilities(x).argmax(1)
     per_domain = {d: _accuracy(predicted[y == i], y[y == i]) for i, d in enumerate(domains) if (y == i).any()}
-    report = {"test": _accuracy(predicted, y), "per_domain": per_domain,
-              "handwritten": _accuracy(head.probabilities(hand_x).argmax(1), hand_y) if len(hand_y) else None}
+    report = {"test": _accuracy(predicted, y), "per_domain": per_domain}
+    for name, (hx, hy) in hand.items():
+        report[name] = _accuracy(head.probabilities(hx).argmax(1), hy) if len(hy) else None
     return report, confusion_matrix(y, predicted, labels=list(range(len(domains))))
+
+
+def implausible_labels(x: np.ndarray, y: np.ndarray, origins: list[str], n_classes: int, cleaning: dict,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Confident-learning style label check: every query is scored by a logistic head fitted on the other
+    folds; a query of a `sources` set is implausible when that head gives its label a probability below
+    its domain's mean self-confidence (the per-class threshold of confident learning) and prefers
+    another domain with probability >= `min_other`. Returns (mask, out-of-fold probabilities)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    oof = np.zeros((len(y), n_classes), dtype=np.float32)
+    for seen, unseen in StratifiedKFold(int(cleaning.get("folds", 5)), shuffle=True, random_state=seed).split(x, y):
+        oof[unseen] = train_logistic(x[seen], y[seen], n_classes, seed=seed).probabilities(x[unseen])
+    given = oof[np.arange(len(y)), y]
+    per_class = np.array([given[y == k].mean() if (y == k).any() else 1.0 for k in range(n_classes)])
+    other = oof.copy()
+    other[np.arange(len(y)), y] = -1.0
+    eligible = np.isin([o.partition("/")[0] for o in origins], list(cleaning.get("sources", [])))
+    mask = eligible & (given < per_class[y]) & (other.max(1) >= float(cleaning.get("min_other", 0.5)))
+    return mask, oof
 
 
 def calibrate_confidence(ctx, model: str, gguf_type, settings: dict, val_share, test_share, seed, out_dir) -> dict:
@@ -90,27 +114,43 @@ def calibrate_confidence(ctx, model: str, gguf_type, settings: dict, val_share, 
 def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_share: float, test_share: float,
         heads: list[str], mlp: dict, threshold: float, min_domain_probability: float, model: str,
         gguf_type: str | None, calibration: dict, labelling: list | None = None, encoder_layers: int | None = None,
-        encoder_quantize: str | None = None, seed: int = 1234) -> Artifact:
+        encoder_quantize: str | None = None, cleaning: dict | None = None, class_weight: str | None = None,
+        seed: int = 1234) -> Artifact:
     domains = {d: list(names) for d, names in domains.items()}
     names = list(domains)
     _, identity = resolve_target(ctx, "gguf", model, gguf_type) if calibration.get("fit_items") else (None, "none")
-    inputs = {"encoder": embedder_dir(), "handwritten": domain_data.HANDWRITTEN, "model": identity}
+    inputs = {"encoder": embedder_dir(), "handwritten": domain_data.HANDWRITTEN,
+              "handwritten_heldout": domain_data.HANDWRITTEN_HELDOUT, "model": identity}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
 
     rules = [dict(rule) for rule in labelling or []]
     queries = domain_data.domain_queries(domains, sources, per_domain, val_share, test_share, seed, rules)
-    hand = [q for q in domain_data.handwritten_queries() if q.domain in domains]
+    hand = {name: [q for q in domain_data.handwritten_queries(path) if q.domain in domains]
+            for name, path in (("handwritten", domain_data.HANDWRITTEN),
+                               ("handwritten_heldout", domain_data.HANDWRITTEN_HELDOUT))}
+    hand_texts = [q.text for qs in hand.values() for q in qs]
     encoder = Encoder(threads=ctx.hardware.threads, layers=encoder_layers, quantize=encoder_quantize)
     started = time.time()
-    vectors = encoder.encode([q.text for q in queries] + [q.text for q in hand], progress=True)
+    vectors = encoder.encode([q.text for q in queries] + hand_texts, progress=True)
     encode_s = time.time() - started
-    labels = np.array([names.index(q.domain) for q in queries + hand])
+    labels = np.array([names.index(q.domain) for q in queries])
     split = np.array([q.split for q in queries])
-    x = {s: vectors[:len(queries)][split == s] for s in domain_data.SPLITS}
-    y = {s: labels[:len(queries)][split == s] for s in domain_data.SPLITS}
-    head, comparison = fit_heads(x, y, len(names), list(heads), dict(mlp), seed)
-    report, matrix = domain_report(head, x["test"], y["test"], names, vectors[len(queries):], labels[len(queries):])
+    xq, hand_vectors = vectors[:len(queries)], vectors[len(queries):]
+    hand_xy, start = {}, 0
+    for name, qs in hand.items():
+        hand_xy[name] = (hand_vectors[start:start + len(qs)], np.array([names.index(q.domain) for q in qs], dtype=int))
+        start += len(qs)
+    dropped = np.zeros(len(queries), dtype=bool)
+    if cleaning and cleaning.get("sources"):
+        dropped, _ = implausible_labels(xq, labels, [q.source for q in queries], len(names), dict(cleaning), seed)
+        log.info("label cleaning drops %d of %d queries", int(dropped.sum()), len(queries))
+    x = {s: xq[(split == s) & ~dropped] for s in domain_data.SPLITS}
+    y = {s: labels[(split == s) & ~dropped] for s in domain_data.SPLITS}
+    head, comparison = fit_heads(x, y, len(names), list(heads), dict(mlp), seed, class_weight)
+    report, matrix = domain_report(head, x["test"], y["test"], names, hand_xy)
+    raw_test = split == "test"  # the test split before cleaning: labels exactly as the rules gave them
+    report["test_uncleaned"] = _accuracy(head.probabilities(xq[raw_test]).argmax(1), labels[raw_test])
 
     with ctx.create_artifact(inputs) as out:
         head.save(out.dir / "head.npz")
@@ -124,18 +164,25 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
                 "confidence_model": calibration_report["model"] if calibration_report else None}
         (out.dir / SPEC_FILE).write_text(json.dumps(spec, indent=2))
         (out.dir / "report.json").write_text(json.dumps({
-            "queries": {s: int((split == s).sum()) for s in domain_data.SPLITS}, "handwritten": len(hand),
+            "queries": {s: int(((split == s) & ~dropped).sum()) for s in domain_data.SPLITS},
+            "dropped_by_cleaning": {s: int(((split == s) & dropped).sum()) for s in domain_data.SPLITS},
+            "handwritten": {name: len(qs) for name, qs in hand.items()},
             "heads": comparison, "kept": head.kind, "domains": report, "confusion": matrix.tolist(),
             "confidence": calibration_report, "encode_s": round(encode_s, 2)}, indent=2))
         with (out.dir / "splits.jsonl").open("w") as fh:
-            for q in queries:
-                fh.write(json.dumps({"text": q.text, "domain": q.domain, "source": q.source, "split": q.split}) + "\n")
+            for q, gone in zip(queries, dropped):
+                fh.write(json.dumps({"text": q.text, "domain": q.domain, "source": q.source, "split": q.split}
+                                    | ({"dropped": "cleaning"} if gone else {})) + "\n")
         size_mb = sum(f.stat().st_size for f in (out.dir / "head.npz", out.dir / SPEC_FILE)) / 1e6
         out.metrics.update(_metrics(report, comparison, head.kind, calibration_report, size_mb))
-        out.extra["data"] = {"domains": domains, "queries": {s: int((split == s).sum()) for s in domain_data.SPLITS},
-                             "labelling": rules, "sources": _source_counts(queries),
-                             "benchmark_part": "mine", "handwritten": str(domain_data.HANDWRITTEN.name)}
-        log.info("router: head %s, test accuracy %s, hand-written %s", head.kind, report["test"], report["handwritten"])
+        kept = [q for q, gone in zip(queries, dropped) if not gone]
+        out.extra["data"] = {"domains": domains, "queries": {s: int(((split == s) & ~dropped).sum())
+                                                             for s in domain_data.SPLITS},
+                             "labelling": rules, "cleaning": dict(cleaning or {}), "sources": _source_counts(kept),
+                             "dropped": int(dropped.sum()), "benchmark_part": "mine",
+                             "handwritten": [domain_data.HANDWRITTEN.name, domain_data.HANDWRITTEN_HELDOUT.name]}
+        log.info("router: head %s, test accuracy %s, hand-written %s, held-out hand-written %s", head.kind,
+                 report["test"], report["handwritten"], report["handwritten_heldout"])
     return out.artifact
 
 
@@ -152,9 +199,11 @@ def _metrics(report, comparison, kind, calibration_report, size_mb) -> dict:
                "domain_accuracy_high": report["test"]["high"], "test_queries": report["test"]["n"],
                "head": kind, "router_size_mb": round(size_mb, 4)}
     metrics |= {f"{k}_val_accuracy": v["val"]["value"] for k, v in comparison.items()}
-    if report["handwritten"]:
-        metrics |= {"handwritten_accuracy": report["handwritten"]["value"],
-                    "handwritten_low": report["handwritten"]["low"], "handwritten_n": report["handwritten"]["n"]}
+    metrics["domain_accuracy_uncleaned"] = report["test_uncleaned"]["value"]
+    for name in ("handwritten", "handwritten_heldout"):
+        if report.get(name):
+            metrics |= {f"{name}_accuracy": report[name]["value"], f"{name}_low": report[name]["low"],
+                        f"{name}_n": report[name]["n"]}
     if calibration_report:
         q = calibration_report["quality"][calibration_report["chosen"]]
         metrics |= {"calibrator": calibration_report["chosen"], "ece": q["ece"]["value"], "ece_high": q["ece"]["high"],
