@@ -9,13 +9,18 @@ that calibration text (never the held-out text) and `llama-quantize --imatrix` u
 every type too: the anchor's number, as a cross-check of ours.
 
 On SmolLM2-135M (576 wide) the k-quant names mislead: rows of 576 are not a multiple of the 256
-k-quant block, so llama.cpp falls back per tensor (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0). Measured:
-"Q4_K_M" is 58 % Q5_0 + 22 % Q8_0 + 10.5 % Q4_K + 9 % Q6_K of the weights (105.5 MB) and "Q5_K_M" the
-same mix with Q5_1 / Q5_K (112.1 MB). Yet on 16 held-out windows of the base model Q5_K_M's KL vs F16 is
-0.079 [0.073, 0.084] against Q4_K_M's 0.059 [0.054, 0.066] (paired +0.019 [+0.016, +0.022], p=0.001): a real
-difference, not noise. The two files differ only in Q5_1 vs Q5_0 (58 % of the weights) and Q5_K vs Q4_K
-(ffn_down, 10.5 %), so the excess points at llama.cpp's Q5_1 fallback on the 576-wide tensors (not
-isolated by a per-tensor experiment yet). An importance matrix (`imatrix_text`) changes both.
+k-quant block, so llama.cpp falls back per tensor (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0). From
+llama-quantize's per-tensor log (`llama_cli.tensor_types`): "Q4_K_M" is 166 Q5_0 + 15 Q8_0 (token_embd,
+14 attn_v) + 16 Q4_K + 14 Q6_K (ffn_down, 1536 wide) tensors, 105.5 MB; "Q5_K_M" is the same list with
+Q5_1 for the 166 and Q5_K for the 16 (112.1 MB). Nothing else differs. Why Q5_K_M then scores the
+*higher* KL (base model, 16 held-out windows: 0.079 [0.073, 0.084] vs 0.059 [0.054, 0.066], paired
++0.019 [+0.016, +0.022], p=0.001): dequantized with llama.cpp's gguf-py, Q5_1's relative RMS weight
+error is ~5 % above Q5_0's on every role (attn_q 0.0473 vs 0.0450, ffn_up 0.0459 vs 0.0434, ...) and
+Q5_K's above Q4_K's on the 16 ffn_down (0.0200 vs 0.0186). Q5_1 spends its extra half bit per weight on
+a per-block minimum that zero-centred weights do not need, and its 31 steps over [min, max] are coarser
+than Q5_0's 16 steps over [0, max|w|] on each side. benchmarks/gguf_pareto.py measures the KL of Q4_K_M
+with Q5_1 in place of its Q5_0 tensors, which isolates that cause. With an importance matrix
+(`imatrix_text`) both change.
 """
 
 import logging
