@@ -277,7 +277,7 @@ def test_augmentation_through_a_local_server_asks_only_for_failure_clusters(loca
     assert row.solved == 4 and {i.id[0] for i in failures} == {"t", "w"}
     groups, _ = cluster_failures(failures, 2, 3)
     ledger = tmp_path / "ledger.jsonl"
-    client = Recording(local_teacher, ledger_path=ledger)
+    client = Recording(local_teacher, ledger_path=ledger, timeout_s=900, max_retries=0)  # a busy 2-core box
     schema = {"type": "object", "required": ["items"], "properties": {"items": {
         "type": "array", "maxItems": 2, "items": {"type": "object", "required": ["prompt", "answer"], "properties": {
             "prompt": {"type": "string", "maxLength": 120}, "answer": {"type": "string", "maxLength": 40}}}}}}
