@@ -109,10 +109,11 @@ def _with_intervals(scores: dict) -> dict:
             "ppl_ratio_ci": [round(math.exp(ratio.low), 4), round(math.exp(ratio.high), 4)]}
 
 
-def _quantized_model(method: str, outputs: Path, samples: int) -> Path:
+def _quantized_model(method: str, outputs: Path, samples: int, threads: int | None) -> Path:
     env = {**os.environ, "COGUMI_OUTPUTS": str(outputs)}
     cmd = [sys.executable, str(ROOT / "compress.py"), "stage=quantize", f"stage.run.method={method}",
-           f"stage.run.calibration_samples={samples}", "stage.run.fidelity_windows=0", "logger=none", *W4A16]
+           f"stage.run.calibration_samples={samples}", "stage.run.fidelity_windows=0", "logger=none", *W4A16,
+           *([f"hardware.threads={threads}"] if threads else [])]
     started = time.time()
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
     print(f"# {method}: {time.time() - started:.0f} s", file=sys.stderr)
@@ -126,6 +127,7 @@ def main() -> None:
     parser.add_argument("--calibration-samples", type=int, default=16, help="GPTQ / AWQ calibration samples")
     parser.add_argument("--skip-llmcompressor", action="store_true", help="no GPTQ / AWQ / pruning rows")
     parser.add_argument("--w4a16-only", action="store_true", help="only F16 (reference) and the RTN/GPTQ/AWQ rows")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--kld-chunks", type=int, default=40, help="llama-perplexity KLD chunks of 256 tokens")
     parser.add_argument("--imatrix-chunks", type=int, default=64, help="llama-imatrix chunks of 256 tokens")
     args = parser.parse_args()
@@ -141,12 +143,15 @@ def main() -> None:
 
     import torch
 
-    hardware = HardwareSpec(name="cpu")
+    hardware = HardwareSpec(name="cpu", threads=args.threads)
+    hardware.apply_threads()
     model_dir = embedded_model_dir()
     tokenizer = load_tokenizer(model_dir)
     heldout = ROOT / ".cache/cogumi/data/llamafactory/data/wiki_demo.txt"
     windows = scoring_windows(tokenizer, read_documents(heldout), 256, args.windows)
-    work = Path(tempfile.mkdtemp(prefix="compress-bench-", dir=ROOT / "outputs"))
+    outputs = Path(os.environ.get("COGUMI_OUTPUTS", ROOT / "outputs"))  # scratch beside the caller's outputs
+    outputs.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="compress-bench-", dir=outputs))
     rows = []
 
     f16 = convert_hf_to_gguf(model_dir, work / "F16.gguf", converter_dir())
@@ -173,7 +178,7 @@ def main() -> None:
 
     if args.w4a16_only:
         score("GGUF F16", reference, _mb(f16), "llama.cpp baseline")
-        _w4a16_rows(score, work, hardware, args.calibration_samples)
+        _w4a16_rows(score, work, hardware, args.calibration_samples, args.threads)
         _finish(args, rows, results, bf16_mb)
         reference.close()
         return
@@ -211,18 +216,18 @@ def main() -> None:
     if not args.skip_llmcompressor:
         rows.extend(_pruned_packs(work, args.level, bf16_mb))
         _save(rows)
-        _w4a16_rows(score, work, hardware, args.calibration_samples)
+        _w4a16_rows(score, work, hardware, args.calibration_samples, args.threads)
     reference.close()
     _finish(args, rows, results, bf16_mb)
 
 
-def _w4a16_rows(score, work: Path, hardware, samples: int) -> None:
+def _w4a16_rows(score, work: Path, hardware, samples: int, threads: int | None) -> None:
     """Round-to-nearest, GPTQ and AWQ with one scheme (W4A16 asymmetric g32, MSE scales), one calibration text."""
     from cogumi.compress.gguf_export import decompress_to_dense
     from cogumi.models.fidelity import HFCausalLM
 
     for method in ("rtn", "gptq", "awq"):
-        compressed = _quantized_model(method, work / f"{method}-outputs", samples)
+        compressed = _quantized_model(method, work / f"{method}-outputs", samples, threads)
         dense = decompress_to_dense(compressed, work / f"{method}-dense")
         model = HFCausalLM(dense, hardware)
         score(f"{method.upper()} W4A16 asym g32", model, _mb(compressed),

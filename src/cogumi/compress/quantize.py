@@ -81,7 +81,8 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
     if method not in METHODS:
         raise ConfigError(f"stage.run.method={method!r}: expected one of {METHODS}")
     model_input = ctx.model_input(model)
-    check_group_size(group_size, input_widths(model_input.source))
+    widths = input_widths(model_input.source)
+    check_group_size(group_size, widths)
     calibration = calibration_source(ctx.store, calibration_data, calibration_fallback)
     inputs = {"model": model_input.identity, "calibration": calibration, "heldout": heldout_text}
     if (previous := ctx.up_to_date(inputs)) is not None:
@@ -99,6 +100,12 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
                                   pack=pack_calibration)
     tokens = sum(map(len, dataset["input_ids"]))
     log.info("%s W%dA16 group %d on %d calibration samples (%d tokens)", method, bits, group_size, len(dataset), tokens)
+    if method == "gptq" and tokens < 2 * max(widths.values()):
+        # Fewer tokens than inputs: the Hessian is rank-deficient and GPTQ fits the calibration text (the
+        # embedded model's 841 chat tokens made it worse than round-to-nearest on held-out text).
+        log.warning("GPTQ calibration has %d tokens for layers up to %d inputs wide: raise calibration_samples "
+                    "(with pack_calibration) to at least %d tokens", tokens, max(widths.values()),
+                    2 * max(widths.values()))
     recipe = _recipe(method, bits, group_size, symmetric, dampening_frac, actorder, observer)
     with skip_pin_memory_without_accelerator(), _layer_errors() as errors:
         oneshot(model=lm, tokenizer=tokenizer, dataset=dataset, recipe=recipe,
