@@ -1,6 +1,7 @@
 """End-to-end compress stages on the embedded model (slow): pruning accuracy, 2:4, GGUF fidelity order."""
 
 import json
+import shutil
 
 import pytest
 
@@ -82,10 +83,12 @@ def test_recovery_on_plain_text_trains_and_keeps_the_pruned_zeros(outputs, tmp_p
         for layer in model.model.layers:
             layer.mlp.up_proj.weight[:, ::2] = 0
     model.save_pretrained(pruned)
+    with ArtifactStore(outputs / "artifacts").create("prune", "tiny-pruned", {}, []) as out:
+        shutil.copytree(pruned, out.dir / "model")
     text = tmp_path / "general.jsonl"
     text.write_text("\n".join(json.dumps({"text": f"Note {i}: the river rose after the rain, and the town "
                                                    f"built a wall of {i} stones. " * 6}) for i in range(40)))
-    result = run_entry("train", "stage=recovery", f"stage.run.model={pruned}", f"model.local_dir={pruned}",
+    result = run_entry("train", "stage=recovery", "stage.run.model=latest:prune", f"model.local_dir={pruned}",
                        f"stage.run.text_data={text}", "stage.run.fraction=1.0", "stage.run.max_train_records=16",
                        "stage.run.max_val_records=4", "stage.run.seq_len=64", "stage.run.max_steps=3",
                        "stage.run.val_every=3", "stage.run.save_every=3", "stage.run.lr=3e-3",
