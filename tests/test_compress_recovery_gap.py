@@ -46,3 +46,4 @@ def test_recovery_gap_reports_perplexities_with_intervals_and_kept_sparsity(outp
     assert metrics["pruned_mlp_sparsity"] == metrics["recovered_mlp_sparsity"] > 0.1
     assert metrics["recovered_minus_pruned_nll"] == 0 and not metrics["recovery_significant"]
     assert (store.artifacts("recovery_gap")[0].path / "recovery_gap.png").stat().st_size > 1000
+    assert store.artifacts("recovery_gap")[0].manifest["headline"][0].startswith("gap closed")  # the closing table's line

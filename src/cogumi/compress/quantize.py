@@ -125,6 +125,10 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
                                        batch_size, seed)
             out.metrics.update(fidelity)
             out.extra["nll_per_window"] = nlls
+            low, high = fidelity["perplexity_ratio_ci"]
+            out.extra["headline"] = [
+                f"ppl ratio {fidelity['perplexity_ratio']:.3f} [{low:.3f}, {high:.3f}] n={fidelity_windows} windows",
+                f"KL {fidelity['kl_mean']:.3f}, top-1 {fidelity['top1_agreement']:.3f}; {tokens} calib tokens"]
         lm.save_pretrained(out.dir / "model", save_compressed=True)
         tokenizer.save_pretrained(out.dir / "model")
         out.metrics["model_mb"] = round(sum(f.stat().st_size for f in (out.dir / "model").glob("*.safetensors")) / 1e6, 2)

@@ -86,6 +86,11 @@ def run(ctx: StageContext, dense: str, pruned: str, recovered: str, text_file: s
                for group, v in sparsity[role].items() if group in ("attention", "mlp")},
         })
         out.extra["nll_per_window"] = {role: [round(v, 5) for v in values] for role, values in nlls.items()}
+        m = out.metrics
+        out.extra["headline"] = [
+            f"gap closed {m['gap_closed']} {m['gap_closed_ci']} n={len(windows)} windows",
+            "ppl dense / pruned / recovered " + " / ".join(f"{m[f'{r}_perplexity']:.2f}" for r in ROLES),
+            "sparsity kept: " + ", ".join(f"{g} {m.get(f'recovered_{g}_sparsity', math.nan):.3f}" for g in ("attention", "mlp"))]
         _plot(estimates, closed, (low, high), len(windows), out.dir / "recovery_gap.png")
         log.info("perplexity dense %s / pruned %s / recovered %s; gap closed %s %s (n=%d windows)",
                  *(out.metrics[f"{r}_perplexity"] for r in ROLES), out.metrics["gap_closed"],
