@@ -193,31 +193,17 @@ def perplexity_ratio(nlls: list[float], reference_nlls: list[float], seed: int =
 def _fidelity(quantized, reference_source, tokenizer, ctx, heldout_text, window, max_windows, batch_size,
               seed) -> tuple[dict, dict]:
     """Perplexity of both (per window, for the paired ratio), KL and top-1 agreement, in one pass over the windows."""
-    import torch
-
     from cogumi.data.text import read_documents
-    from cogumi.models.fidelity import HFCausalLM, scoring_windows
+    from cogumi.models.fidelity import HFCausalLM, divergence, scoring_windows
 
     reference = HFCausalLM(reference_source, ctx.hardware).model
     windows = scoring_windows(tokenizer, read_documents(heldout_text), window, max_windows)
-    nlls, kl_sum, agree = {"model": [], "reference": []}, 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(windows), batch_size):
-            batch = windows[start:start + batch_size]
-            targets = batch[:, 1:]
-            logprobs = {}
-            for role, lm in (("model", quantized), ("reference", reference)):
-                logprobs[role] = torch.log_softmax(lm(input_ids=batch.to(lm.device)).logits.float().cpu(), -1)
-                nll = -logprobs[role][:, :-1].gather(-1, targets[..., None])[..., 0]
-                nlls[role] += nll.mean(1).tolist()
-            ref, out = logprobs["reference"], logprobs["model"]
-            kl_sum += (ref.exp() * (ref - out)).sum(-1).sum().item()
-            agree += (ref.argmax(-1) == out.argmax(-1)).sum().item()
-    positions = windows.numel()
+    scores = divergence(quantized, reference, windows, batch_size, per_window_nll=True)
+    nlls = {"model": scores["model_nlls"], "reference": scores["reference_nlls"]}
     report = {"perplexity": round(math.exp(sum(nlls["model"]) / len(windows)), 4),
               "reference_perplexity": round(math.exp(sum(nlls["reference"]) / len(windows)), 4),
               **perplexity_ratio(nlls["model"], nlls["reference"], seed),
-              "kl_mean": round(kl_sum / positions, 6), "top1_agreement": round(agree / positions, 6)}
+              "kl_mean": round(scores["kl_mean"], 6), "top1_agreement": round(scores["top1_agreement"], 6)}
     log.info("fidelity: ppl %.3f vs %.3f, ratio %.3f %s (n=%d windows), KL %.4f, top-1 %.3f", report["perplexity"],
              report["reference_perplexity"], report["perplexity_ratio"], report["perplexity_ratio_ci"], len(windows),
              report["kl_mean"], report["top1_agreement"])

@@ -136,12 +136,16 @@ def open_scorer(model: str | Path, hardware: HardwareSpec, n_ctx: int = 512):
     return HFCausalLM(path, hardware)
 
 
-def divergence(model, reference, windows, batch_size: int) -> dict:
-    """Mean per-token KL(reference ‖ model) and how often both pick the same top-1 next token."""
+def divergence(model, reference, windows, batch_size: int, per_window_nll: bool = False) -> dict:
+    """Mean per-token KL(reference ‖ model) and how often both pick the same top-1 next token.
+
+    `per_window_nll` adds each window's mean next-token NLL under both models (`model_nlls`,
+    `reference_nlls`) from the same logits, so a paired perplexity ratio costs no second pass."""
     import torch
     from tqdm.auto import tqdm
 
     kl_sum, agree, count = 0.0, 0, 0
+    nlls = {"model_nlls": [], "reference_nlls": []}
     with torch.no_grad():
         for start in tqdm(range(0, len(windows), batch_size), desc="kl", unit="batch"):
             batch = windows[start:start + batch_size]
@@ -150,7 +154,11 @@ def divergence(model, reference, windows, batch_size: int) -> dict:
             kl_sum += (ref.exp() * (ref - out)).sum(-1).sum().item()
             agree += (ref.argmax(-1) == out.argmax(-1)).sum().item()
             count += ref.shape[0] * ref.shape[1]
-    return {"kl_mean": kl_sum / count, "top1_agreement": agree / count}
+            if per_window_nll:
+                targets = batch[:, 1:, None]
+                for key, logprobs in (("model_nlls", out), ("reference_nlls", ref)):
+                    nlls[key] += (-logprobs[:, :-1].gather(-1, targets)[..., 0]).mean(1).tolist()
+    return {"kl_mean": kl_sum / count, "top1_agreement": agree / count, **(nlls if per_window_nll else {})}
 
 
 def prompt_replies(model, reference, prompts: list[str], max_new_tokens: int) -> list[dict]:
