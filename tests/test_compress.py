@@ -215,6 +215,42 @@ def test_quantize_recipes_carry_the_observer_and_rtn_has_no_gptq():
     assert isinstance(gptq, GPTQModifier) and gptq.dampening_frac == 0.1
 
 
+def test_awq_gptq_recipe_smooths_then_rounds_with_gptq():
+    from llmcompressor.modifiers.quantization import GPTQModifier
+    from llmcompressor.modifiers.transform.awq import AWQModifier
+
+    from cogumi.compress.quantize import _recipe
+
+    awq, gptq = _recipe("awq_gptq", 4, 32, False, dampening_frac=0.1, observer="mse")
+    assert isinstance(awq, AWQModifier) and isinstance(gptq, GPTQModifier) and gptq.dampening_frac == 0.1
+    assert gptq.config_groups["group_0"].weights.group_size == 32
+
+
+def test_fidelity_takes_perplexities_from_the_kl_pass():
+    """One forward pass per model: the perplexities equal mean_nll's token means on the same windows."""
+    import math
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from cogumi.models.fidelity import fidelity, mean_nll, scoring_windows
+
+    class Tokenizer:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [ord(c) % 64 for c in text]}
+
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4)
+    torch.manual_seed(0)
+    model, reference = LlamaForCausalLM(config).eval(), LlamaForCausalLM(config).eval()
+    documents = ["the quick brown fox jumps over the lazy dog " * 8, "pack my box with five dozen liquor jugs " * 8]
+    report = fidelity(model, reference, Tokenizer(), documents, window=32, max_windows=6, batch_size=4)
+    windows = scoring_windows(Tokenizer(), documents, 32, 6)
+    assert report["perplexity"] == pytest.approx(math.exp(mean_nll(model, windows, 4)[0]), rel=1e-4)
+    assert report["reference_perplexity"] == pytest.approx(math.exp(mean_nll(reference, windows, 4)[0]), rel=1e-4)
+    assert report["tokens_scored"] == 6 * 31 and report["kl_mean"] > 0
+    assert fidelity(model, model, Tokenizer(), documents, 32, 6, 4)["kl_mean"] == pytest.approx(0, abs=1e-6)
+
+
 def test_recovery_text_examples_train_every_token_and_never_the_heldout_text(tmp_path, embedded_model):
     from cogumi.models import load_tokenizer
     from cogumi.train.recovery import encode_texts, text_records

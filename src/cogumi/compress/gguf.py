@@ -106,7 +106,7 @@ def run(ctx: StageContext, model: str, types: list[str], reference_type: str, te
         n_ctx = max(window, 512)
         reference = GGUFCausalLM(reference_file, n_ctx=n_ctx, threads=ctx.hardware.threads)
         out.metrics[f"{reference_type.upper()}/size_mb"] = round(reference_mb, 2)
-        report, reference_nll = {}, None
+        report = {}
         try:
             for quant_type in types:
                 target = gguf_dir / f"{quant_type}.gguf"
@@ -115,10 +115,9 @@ def run(ctx: StageContext, model: str, types: list[str], reference_type: str, te
                 quantized = GGUFCausalLM(target, n_ctx=n_ctx, threads=ctx.hardware.threads)
                 try:
                     result = fidelity(quantized, reference, tokenizer, documents, window, max_windows, batch_size,
-                                      prompts, max_new_tokens, reference_nll=reference_nll)
+                                      prompts, max_new_tokens)
                 finally:
                     quantized.close()
-                reference_nll = _nll_of(result["reference_perplexity"])
                 size_mb = target.stat().st_size / 1e6
                 result.update(size_mb=round(size_mb, 2), ratio_to_reference=round(size_mb / reference_mb, 4), **notes)
                 if kld_base is not None:
@@ -143,9 +142,3 @@ def run(ctx: StageContext, model: str, types: list[str], reference_type: str, te
                                  "imatrix": {"text": imatrix_text, "chunks": imatrix_chunks, "ctx": imatrix_ctx}
                                  if imatrix else None}
     return out.artifact
-
-
-def _nll_of(perplexity: float) -> float:
-    import math
-
-    return math.log(perplexity)

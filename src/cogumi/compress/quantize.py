@@ -29,7 +29,8 @@ from cogumi.stats import compare_paired
 
 log = logging.getLogger(__name__)
 
-METHODS = ("gptq", "awq", "rtn")
+METHODS = ("gptq", "awq", "awq_gptq", "rtn")
+GPTQ_METHODS = ("gptq", "awq_gptq")  # the methods whose rounding is GPTQ's (Hessian from calibration)
 TARGETS = [f"re:.*{pattern.pattern}" for pattern in GROUPS.values()]  # projections only: embeddings/lm_head stay
 
 
@@ -64,13 +65,15 @@ def _recipe(method: str, bits: int, group_size: int, symmetric: bool, dampening_
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
     scheme = _scheme(bits, group_size, symmetric, observer)
-    if method == "gptq":
-        return [GPTQModifier(config_groups=scheme, dampening_frac=dampening_frac, actorder=actorder)]
     if method == "rtn":  # round-to-nearest with the same scales: the baseline GPTQ and AWQ must beat
         return [QuantizationModifier(config_groups=scheme)]
+    gptq = GPTQModifier(config_groups=scheme, dampening_frac=dampening_frac, actorder=actorder)
+    if method == "gptq":
+        return [gptq]
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
-    return [AWQModifier(duo_scaling=True), QuantizationModifier(config_groups=scheme)]
+    # AWQ only rescales channels; the quantizer after it rounds: round-to-nearest (`awq`) or GPTQ (`awq_gptq`).
+    return [AWQModifier(duo_scaling=True), gptq if method == "awq_gptq" else QuantizationModifier(config_groups=scheme)]
 
 
 def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, symmetric: bool,
@@ -100,7 +103,7 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
                                   pack=pack_calibration)
     tokens = sum(map(len, dataset["input_ids"]))
     log.info("%s W%dA16 group %d on %d calibration samples (%d tokens)", method, bits, group_size, len(dataset), tokens)
-    if method == "gptq" and tokens < 2 * max(widths.values()):
+    if method in GPTQ_METHODS and tokens < 2 * max(widths.values()):
         # Fewer tokens than inputs: the Hessian is rank-deficient and GPTQ fits the calibration text (the
         # embedded model's 841 chat tokens made it worse than round-to-nearest on held-out text).
         log.warning("GPTQ calibration has %d tokens for layers up to %d inputs wide: raise calibration_samples "
@@ -138,7 +141,7 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
                                      "calibration": {"samples": len(dataset), "tokens": tokens,
                                                      "packed": pack_calibration},
                                      **({"dampening_frac": dampening_frac, "actorder": actorder}
-                                        if method == "gptq" else {})}
+                                        if method in GPTQ_METHODS else {})}
     return out.artifact
 
 
