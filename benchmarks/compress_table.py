@@ -1,6 +1,6 @@
 """Size and fidelity table of the embedded model across compression formats (the compress benchmark).
 
-Rows: HF fp32 / bf16, round-to-nearest, GPTQ and AWQ W4A16 (llm-compressor, each through `compress.py
+Rows: HF fp32 / bf16, round-to-nearest, GPTQ, AWQ and AWQ+GPTQ W4A16 (llm-compressor, each through `compress.py
 stage=quantize` with the same scheme and calibration text, scored on the same windows),
 GGUF F16 / Q8_0 / Q6_K / Q5_K_M / Q4_K_M, each k-quant with and without an importance matrix
 (llama.cpp's llama-imatrix on C4 calibration text), zstd-packed GGUFs, and a 50 %-pruned model's
@@ -100,7 +100,7 @@ def _with_intervals(scores: dict) -> dict:
 
     from cogumi.stats import compare_paired, mean_estimate
 
-    kl, top1, nll = (mean_estimate(scores[k]) for k in ("kl", "top1", "nll"))
+    kl, top1, nll = (mean_estimate(scores[k], binary=False) for k in ("kl", "top1", "nll"))
     ratio = compare_paired(scores["nll"], scores["reference_nll"])
     return {"kl_vs_f16": round(kl.value, 5), "kl_ci": [round(kl.low, 5), round(kl.high, 5)],
             "top1_vs_f16": round(top1.value, 4), "top1_ci": [round(top1.low, 4), round(top1.high, 4)],
@@ -109,15 +109,16 @@ def _with_intervals(scores: dict) -> dict:
             "ppl_ratio_ci": [round(math.exp(ratio.low), 4), round(math.exp(ratio.high), 4)]}
 
 
-def _quantized_model(method: str, outputs: Path, samples: int, threads: int | None) -> Path:
+def _quantized_model(method: str, outputs: Path, samples: int, threads: int | None) -> tuple[Path, float]:
     env = {**os.environ, "COGUMI_OUTPUTS": str(outputs)}
     cmd = [sys.executable, str(ROOT / "compress.py"), "stage=quantize", f"stage.run.method={method}",
            f"stage.run.calibration_samples={samples}", "stage.run.fidelity_windows=0", "logger=none", *W4A16,
            *([f"hardware.threads={threads}"] if threads else [])]
     started = time.time()
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
-    print(f"# {method}: {time.time() - started:.0f} s", file=sys.stderr)
-    return max((outputs / "artifacts" / "quantize").glob("*/model"), key=lambda p: p.stat().st_mtime)
+    seconds = time.time() - started
+    print(f"# {method}: {seconds:.0f} s", file=sys.stderr)
+    return max((outputs / "artifacts" / "quantize").glob("*/model"), key=lambda p: p.stat().st_mtime), seconds
 
 
 def main() -> None:
@@ -222,16 +223,16 @@ def main() -> None:
 
 
 def _w4a16_rows(score, work: Path, hardware, samples: int, threads: int | None) -> None:
-    """Round-to-nearest, GPTQ and AWQ with one scheme (W4A16 asymmetric g32, MSE scales), one calibration text."""
+    """Round-to-nearest, GPTQ, AWQ and AWQ+GPTQ with one scheme (W4A16 asymmetric g32, MSE scales), one calibration text."""
     from cogumi.compress.gguf_export import decompress_to_dense
     from cogumi.models.fidelity import HFCausalLM
 
-    for method in ("rtn", "gptq", "awq"):
-        compressed = _quantized_model(method, work / f"{method}-outputs", samples, threads)
+    for method, label in (("rtn", "RTN"), ("gptq", "GPTQ"), ("awq", "AWQ"), ("awq_gptq", "AWQ+GPTQ")):
+        compressed, seconds = _quantized_model(method, work / f"{method}-outputs", samples, threads)
         dense = decompress_to_dense(compressed, work / f"{method}-dense")
         model = HFCausalLM(dense, hardware)
-        score(f"{method.upper()} W4A16 asym g32", model, _mb(compressed),
-              "compressed-tensors on disk; scored dense; " + " ".join(W4A16))
+        score(f"{label} W4A16 asym g32", model, _mb(compressed),
+              f"quantize stage {seconds:.0f} s; compressed-tensors on disk; scored dense; " + " ".join(W4A16))
         model.close()
 
 

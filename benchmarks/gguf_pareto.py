@@ -47,7 +47,7 @@ LEVERS = [
 def _interval(values: list[float], transform=None) -> dict:
     from cogumi.stats import mean_estimate
 
-    est = mean_estimate(values)
+    est = mean_estimate(values, binary=False)  # per-window means, never 0/1 outcomes
     f = transform or (lambda x: x)
     return {"value": round(f(est.value), 6), "low": round(f(est.low), 6), "high": round(f(est.high), 6), "n": est.n}
 

@@ -16,6 +16,7 @@ small width the cost is per-op overhead, and it should shrink as the matmuls it 
     .venv/bin/python benchmarks/lora_decode.py --targets all qkvo qv mlp --threads 1 2 --size-ranks
     .venv/bin/python benchmarks/lora_decode.py --shape smollm2-1.7b --targets all qv --tokens 32 --repeats 3 \
         --no-merged --size-ranks
+    .venv/bin/python benchmarks/lora_decode.py --shape smollm2-1.7b --base-type Q4_K_M ...   # the served base type
 """
 
 import argparse
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from cogumi.assets import converter_dir, embedded_model_dir  # noqa: E402
-from cogumi.compress.gguf_export import convert_hf_to_gguf  # noqa: E402
+from cogumi.compress.gguf_export import convert_hf_to_gguf, quantize_gguf  # noqa: E402
 from cogumi.modifiers.gguf_lora import convert_lora, size_mb  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -94,9 +95,19 @@ def decode_tok_s(llm, tokens: int) -> float:
     return out["usage"]["completion_tokens"] / elapsed
 
 
+def _as_type(f16_gguf: Path, quant_type: str) -> Path:
+    """The F16 export itself, or its llama.cpp quantization (as served: a Q4_K_M base under an f16 LoRA)."""
+    if quant_type == "F16":
+        return f16_gguf
+    target = f16_gguf.with_name(f16_gguf.name.replace("F16", quant_type))
+    quantize_gguf(f16_gguf, target, quant_type)
+    f16_gguf.unlink()  # a 1.7B F16 export is 3.4 GB
+    return target
+
+
 def build_ggufs(model_dir: Path, scratch: Path, args) -> tuple[Path, dict, Path | None, dict]:
     """(base GGUF, {target set: GGUF LoRA}, merged GGUF or None, {target set: adapter MB})."""
-    base_gguf = convert_hf_to_gguf(model_dir, scratch / "base-F16.gguf", converter_dir(), "F16")
+    base_gguf = _as_type(convert_hf_to_gguf(model_dir, scratch / "base-F16.gguf", converter_dir(), "F16"), args.base_type)
     loras, sizes, merged_gguf = {}, {}, None
     for name in args.targets:
         folder = scratch / f"adapter-{name}"
@@ -107,7 +118,8 @@ def build_ggufs(model_dir: Path, scratch: Path, args) -> tuple[Path, dict, Path 
             merged_dir = scratch / "merged"
             peft_model.merge_and_unload().save_pretrained(merged_dir)
             _copy_tokenizer(model_dir, merged_dir)
-            merged_gguf = convert_hf_to_gguf(merged_dir, scratch / "merged-F16.gguf", converter_dir(), "F16")
+            merged_gguf = _as_type(convert_hf_to_gguf(merged_dir, scratch / "merged-F16.gguf", converter_dir(), "F16"),
+                                   args.base_type)
         del peft_model
     return base_gguf, loras, merged_gguf, sizes
 
@@ -150,16 +162,19 @@ def main() -> None:
     parser.add_argument("--size-ranks", type=int, nargs="*", default=[4, 8, 16, 32, 64, 128])
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--base-type", default="F16", help="llama.cpp type of the base and merged GGUFs (e.g. Q4_K_M, "
+                        "the served type); the LoRA stays f16")
     parser.add_argument("--no-merged", action="store_true", help="skip the merged model (it decodes at base speed)")
     parser.add_argument("--out", type=Path, default=None, help="default: results/lora_decode[-<shape>].json")
     args = parser.parse_args()
 
-    default = "lora_decode.json" if args.shape == "smollm2-135m" else f"lora_decode-{args.shape}.json"
+    default = ("lora_decode" + ("" if args.shape == "smollm2-135m" else f"-{args.shape}")
+               + ("" if args.base_type == "F16" else f"-{args.base_type}") + ".json")
     out = args.out or RESULTS / default
     # Decode speeds are only comparable within one run; the load says how busy the machine was.
     result = {"shape": args.shape, "weights": "embedded (real)" if SHAPES[args.shape] is None else
               "random (speed only)", "rank": args.rank, "targets": {t: TARGET_SETS[t] for t in args.targets},
-              "tokens": args.tokens, "repeats": args.repeats, "threads": args.threads, "base_type": "F16",
+              "tokens": args.tokens, "repeats": args.repeats, "threads": args.threads, "base_type": args.base_type,
               "lora_type": "f16", "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="lora-bench-", dir=os.environ.get("COGUMI_BENCH_TMP")) as scratch:
         scratch = Path(scratch)

@@ -30,6 +30,10 @@ def test_mean_estimate_uses_wilson_for_binary_and_bootstrap_otherwise():
     assert est.method == "bootstrap" and est.low < 2.0 < est.high
     assert est.low < est.value < est.high
     assert mean_estimate([]).n == 0
+    # Per-window KL of a model against itself is 0 on every window: continuous values, no Wilson [0, 0.19].
+    assert mean_estimate([0.0] * 16).high > 0.1
+    same = mean_estimate([0.0] * 16, binary=False)
+    assert (same.low, same.value, same.high, same.method) == (0.0, 0.0, 0.0, "bootstrap")
 
 
 def test_same_model_twice_is_not_a_difference():

@@ -82,12 +82,16 @@ def _bootstrap_interval(data: tuple, statistic, confidence: float, seed: int, pa
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def mean_estimate(values: Sequence[float], confidence: float = 0.95, seed: int = 0) -> Estimate:
-    """Mean with a 95% interval: Wilson when every value is 0/1, a percentile bootstrap otherwise."""
+def mean_estimate(values: Sequence[float], confidence: float = 0.95, seed: int = 0,
+                  binary: bool | None = None) -> Estimate:
+    """Mean with a 95% interval: Wilson when every value is 0/1, a percentile bootstrap otherwise.
+
+    `binary=False` says the values are continuous (e.g. per-window means) even when all happen to be
+    0 or 1: a model compared with itself has KL 0 on every window, which is no 0-of-n proportion."""
     array = np.asarray(values, dtype=float)
     if array.size == 0:
         return Estimate(math.nan, math.nan, math.nan, 0, "empty")
-    if _is_binary(array):
+    if binary if binary is not None else _is_binary(array):
         return proportion(int(array.sum()), int(array.size), confidence)
     if np.ptp(array) == 0:  # every value equal: the bootstrap has nothing to resample
         return Estimate(float(array[0]), float(array[0]), float(array[0]), int(array.size), "bootstrap")
