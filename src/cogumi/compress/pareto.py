@@ -103,6 +103,11 @@ def write_report(points: list[Point], folder: Path, size_name: str, quality_name
     return folder / "pareto.md"
 
 
+def _short(value) -> str:
+    """A label value as people read it: Optuna's 0.6866326313119496 is 0.687."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
@@ -124,7 +129,7 @@ class ParetoReport(Callback):
                 continue
             job_cfg = OmegaConf.load(record_path.parent / ".hydra" / "config.yaml")
             values = [_plain(OmegaConf.select(job_cfg, k)) for k in self.label_keys]
-            label = " ".join(",".join(map(str, v)) if isinstance(v, list) else str(v) for v in values)
+            label = " ".join(",".join(map(_short, v)) if isinstance(v, list) else _short(v) for v in values)
             points.append(Point(label, metrics[self.size_metric], metrics[self.quality_metric], record["artifact"]))
         if not points:
             log.warning("no trial of %s has %s and %s: no Pareto report", sweep_dir, self.size_metric,
