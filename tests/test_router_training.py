@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from cogumi.router.domain_data import HANDWRITTEN_HELDOUT, handwritten_queries
-from cogumi.router.escalation_data import evaluation_turns
+from cogumi.router.domain_data import HANDWRITTEN_DEV, HANDWRITTEN_HELDOUT, handwritten_queries
+from cogumi.router.escalation_data import HELDOUT_TURNS, evaluation_turns
 from cogumi.router.train_escalation import cross_fitted_scores
 from cogumi.router.train_router import implausible_labels
 
@@ -40,11 +40,43 @@ def test_dev_scores_are_cross_fitted_not_memorised():
     assert agreement < 0.75  # a head that had seen each dev turn (weight 50, C 100) would fit it
 
 
-def test_heldout_sets_are_large_varied_and_sourced():
+def test_heldout_sets_are_large_varied_sourced_and_new():
     queries = handwritten_queries(HANDWRITTEN_HELDOUT)
-    assert len(queries) >= 100
-    assert {q.domain for q in queries} == {"reasoning", "math", "code", "automation", "general"}
+    domains = [q.domain for q in queries]
+    assert {d: domains.count(d) for d in set(domains)} == {d: 30 for d in ("reasoning", "math", "code", "automation",
+                                                                             "general")}
     rows = [json.loads(line) for line in HANDWRITTEN_HELDOUT.read_text().splitlines() if line]
     assert all(r.get("source") for r in rows)
-    fourth = [t for t in evaluation_turns() if t.source["written"] == "fourth"]
-    assert len(fourth) >= 100 and 0.4 <= sum(t.label for t in fourth) / len(fourth) <= 0.6
+    dev = {q.text.lower() for path in HANDWRITTEN_DEV for q in handwritten_queries(path)}
+    assert not dev & {q.text.lower() for q in queries}
+    turns = evaluation_turns()
+    fifth = [t for t in turns if t.source["written"] == "fifth"]
+    assert len(fifth) >= 120 and 0.4 <= sum(t.label for t in fifth) / len(fifth) <= 0.6
+    assert {t.source["file"] for t in fifth} == {HELDOUT_TURNS.name}
+    assert not {t.text.lower() for t in turns if t.source["written"] != "fifth"} & {t.text.lower() for t in fifth}
+
+
+def test_weighted_rows_move_the_logistic_head():
+    from cogumi.router.train_router import fit_heads
+
+    rng = np.random.default_rng(2)
+    x, y = _clusters(rng)
+    probe = (np.eye(8)[0] * 5 + np.eye(8)[1] * 1).astype(np.float32)[None]  # class 0's side, labelled 1
+    data = {"train": np.vstack([x, probe]), "val": x, "test": x}
+    labels = {"train": np.append(y, 1), "val": y, "test": y}
+    plain, _ = fit_heads(data, labels, 3, ["logistic"], {}, 0)
+    weight = np.append(np.ones(len(y)), 200.0)
+    weighted, _ = fit_heads(data, labels, 3, ["logistic"], {}, 0, weight=weight)
+    assert plain.probabilities(probe)[0].argmax() == 0 and weighted.probabilities(probe)[0].argmax() == 1
+
+
+def test_precision_threshold_trades_recall_for_precision():
+    from cogumi.router.train_escalation import best_threshold, precision_threshold
+
+    scores = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.65, 0.6, 0.5, 0.4, 0.3])
+    labels = np.array([1, 1, 1, 1, 0, 1, 0, 1, 0, 0])
+    assert precision_threshold(scores, labels, None) == best_threshold(scores, labels)
+    cut = precision_threshold(scores, labels, 0.9)
+    flagged = scores >= cut
+    assert labels[flagged].mean() >= 0.9 and cut == 0.8  # the lowest cut keeping precision >= 0.9
+    assert precision_threshold(scores, labels, 1.01) == best_threshold(scores, labels)  # unreachable: max F1

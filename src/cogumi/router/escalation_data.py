@@ -6,8 +6,9 @@ complaints assembled from `dissatisfaction_patterns.yaml`, each recording the pa
 used. Evaluation: `escalation_eval.jsonl` (hand-written apart from the patterns, both classes;
 `written: second` marks the batch written after the patterns' one revision, the first batch having
 been looked at then; `third` and `fourth` were each written before the next change to the detector,
-HELDOUT.md says how `fourth` is labelled) plus the held-out `test` split of the conversation turns
-(negatives).
+HELDOUT.md says how `fourth` is labelled; all four have been looked at and are dev data now) and
+`escalation_heldout.jsonl` (batch `fifth`, written before the next change, measured once), plus the
+held-out `test` split of the conversation turns (negatives).
 """
 
 import json
@@ -24,6 +25,7 @@ from cogumi.router.domain_data import normalised, split_of
 
 PATTERNS = Path(__file__).with_name("dissatisfaction_patterns.yaml")
 EVAL_TURNS = Path(__file__).with_name("escalation_eval.jsonl")
+HELDOUT_TURNS = Path(__file__).with_name("escalation_heldout.jsonl")
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,12 @@ def conversation_negatives(names: list[str], sources: dict, per_source: int, val
     return turns
 
 
-def evaluation_turns(path: Path = EVAL_TURNS) -> list[Turn]:
+def evaluation_turns(paths: tuple[Path, ...] = (EVAL_TURNS, HELDOUT_TURNS)) -> list[Turn]:
+    """The hand-written turns of every batch (the `written` field; the stage splits dev from held-out)."""
+    return [turn for path in paths for turn in _written_turns(path)]
+
+
+def _written_turns(path: Path) -> list[Turn]:
     turns = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():

@@ -37,6 +37,20 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1))])
 
 
+def precision_threshold(scores: np.ndarray, labels: np.ndarray, min_precision: float | None) -> float:
+    """The score cut with the highest recall whose precision is >= `min_precision` (None, or no cut
+    reaching it: the max-F1 cut). Precision is what a false alarm costs: an escalation to the teacher."""
+    from sklearn.metrics import precision_recall_curve
+
+    if min_precision is None:
+        return best_threshold(scores, labels)
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    reaching = np.flatnonzero(precision[:-1] >= float(min_precision))
+    if not len(reaching):
+        return best_threshold(scores, labels)
+    return float(thresholds[reaching[int(np.argmax(recall[:-1][reaching]))]])
+
+
 def cross_fitted_scores(x_fit: np.ndarray, y_fit: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray, c: float,
                         dev_weight: float, folds: int, seed: int) -> np.ndarray:
     """Each dev turn's score from a head fitted on the pattern turns plus the other dev folds (weight
@@ -69,8 +83,10 @@ def class_report(scores: np.ndarray, labels: np.ndarray, threshold: float) -> di
 def run(ctx: StageContext, sources: dict, negative_sources: list[str], negatives_per_source: int, positives: int,
         satisfied: int, val_share: float, test_share: float, heldout_negatives: int, c: float,
         dev_batches: list[str] = ("first", "second"), dev_weight: float = 0.0, dev_folds: int = 5,
-        encoder_layers: int | None = None, encoder_quantize: str | None = None, seed: int = 1234) -> Artifact:
-    inputs = {"encoder": embedder_dir(), "patterns": escalation_data.PATTERNS, "eval": escalation_data.EVAL_TURNS}
+        min_precision: float | None = None, encoder_layers: int | None = None, encoder_quantize: str | None = None,
+        seed: int = 1234) -> Artifact:
+    inputs = {"encoder": embedder_dir(), "patterns": escalation_data.PATTERNS, "eval": escalation_data.EVAL_TURNS,
+              "heldout": escalation_data.HELDOUT_TURNS}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
 
@@ -106,10 +122,11 @@ def run(ctx: StageContext, sources: dict, negative_sources: list[str], negatives
         head = train_logistic(vectors[train], labels[train], 2, c=c, seed=seed)
         scores = head.probabilities(vectors)[:, 1]
         dev_scores = scores[on_dev]
-    threshold = best_threshold(dev_scores, labels[on_dev])
+    threshold = precision_threshold(dev_scores, labels[on_dev], min_precision)
     written = split == "eval"
     with_heldout = written | (split == "heldout")
-    chosen_on = f"dev batches {sorted(dev_batches)} (max F1" + (f", {dev_folds}-fold cross-fitted)" if dev_weight else ")")
+    rule = "max F1" if min_precision is None else f"max recall at precision >= {min_precision}"
+    chosen_on = f"dev batches {sorted(dev_batches)} ({rule}" + (f", {dev_folds}-fold cross-fitted)" if dev_weight else ")")
     report = {"threshold": threshold, "threshold_chosen_on": chosen_on,
               "validation": class_report(scores[val], labels[val], threshold),
               "dev": class_report(dev_scores, labels[on_dev], threshold),  # optimistic: the threshold's own
@@ -131,7 +148,8 @@ def run(ctx: StageContext, sources: dict, negative_sources: list[str], negatives
         out.metrics.update(_metrics(report, int(written.sum()), int(with_heldout.sum()), threshold,
                                     sum((out.dir / f).stat().st_size for f in ("head.npz", SPEC_FILE)) / 1e6))
         out.extra["data"] = {"negative_sources": list(negative_sources), "patterns": escalation_data.PATTERNS.name,
-                             "eval": escalation_data.EVAL_TURNS.name, "dev_batches": sorted(dev_batches),
+                             "eval": [escalation_data.EVAL_TURNS.name, escalation_data.HELDOUT_TURNS.name],
+                             "dev_batches": sorted(dev_batches),
                              "counts": report["counts"]}
         log.info("escalation: %s", report["handwritten"])
     return out.artifact
