@@ -110,3 +110,34 @@ def test_a_platt_calibrator_fitted_on_the_first_five_features_still_scores():
     sure = old.probability([-0.1], [{"A": -0.1, "B": -5.0}])
     unsure = old.probability([-0.7], [{"A": -0.7, "B": -0.7}])
     assert sure > 0.8 > unsure
+
+
+def test_equal_mass_ece_sees_miscalibration_inside_one_wide_bin():
+    # confidences 0.41-0.49 (one equal-width bin); the low half is right 20 % of the time, the high half
+    # 70 %: the bin's averages agree (ECE ~0) while 15 equal-count bins see the 25-point gaps
+    rng = np.random.default_rng(0)
+    conf = np.sort(rng.uniform(0.41, 0.49, 4000))
+    correct = np.concatenate([rng.random(2000) < 0.2, rng.random(2000) < 0.7]).astype(float)
+    q = confidence.quality(conf, correct, resamples=50)
+    assert q["ece"]["value"] < 0.03
+    assert q["ece_equal_mass"]["value"] > 0.2
+
+
+def test_ece_interval_resamples_items():
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.2, 0.8, 3000)
+    correct = (rng.random(3000) < conf).astype(float)  # calibrated by construction
+    small = confidence.quality(conf[:300], correct[:300], resamples=200)["ece"]
+    large = confidence.quality(conf, correct, resamples=200)["ece"]
+    assert large["n"] == 3000 and large["low"] <= large["value"] <= large["high"]
+    assert large["high"] - large["low"] < small["high"] - small["low"]  # ten times the items: a narrower interval
+
+
+def test_held_out_calibration_items_skip_the_fit_items(monkeypatch):
+    from cogumi.router import mc_answers
+
+    pools = {"val": [{"id": f"v{i}"} for i in range(3)], "train": [{"id": f"t{i}"} for i in range(5)]}
+    monkeypatch.setattr(mc_answers, "mc_items", lambda sets, split, limit, v, t: pools[split][:limit])
+    fit = mc_answers.mc_items(["x"], "train", 2, 0.15, 0.15)
+    held = mc_answers.held_out_items(["x"], ["val", "train"], 5, {i["id"] for i in fit}, 0.15, 0.15)
+    assert [i["id"] for i in held] == ["v0", "v1", "v2", "t2", "t3"]

@@ -51,6 +51,16 @@ def mc_items(sets: list[str], split: str, limit: int, val_share: float, test_sha
     return list(interleave(pools))[:limit]
 
 
+def held_out_items(sets: list[str], splits: list[str], limit: int, exclude: set[str], val_share: float,
+                   test_share: float) -> list[dict]:
+    """Up to `limit` items of the `splits` in order, minus the `exclude` ids (the calibrator's fit items):
+    `[val, train]` measures a calibrator on val and then on the train items it was not fitted on."""
+    items = []
+    for split in splits:
+        items += [item for item in mc_items(sets, split, 10**9, val_share, test_share) if item["id"] not in exclude]
+    return items[:limit]
+
+
 class MCScorer:
     """Option loglikelihoods from llama.cpp (the project's `cogumi-gguf` scorer), optionally with a LoRA."""
 
