@@ -62,6 +62,9 @@ def test_gguf_q8_0_is_closer_to_f16_than_q4_k_m(outputs, embedded_model):
     assert metrics["Q4_K_M/size_mb"] < metrics["Q8_0/size_mb"] < metrics["F16/size_mb"]
     for name in ("F16", "Q4_K_M", "Q8_0"):
         assert artifact.file(f"gguf/{name}.gguf").read_bytes()[:4] == b"GGUF"
+    assert artifact.manifest["headline"] == [
+        f"{t} KL {metrics[f'{t}/kl_mean']:.4f}, top-1 {metrics[f'{t}/top1_agreement']:.3f}, "
+        f"{metrics[f'{t}/size_mb']:.1f} MB" for t in ("Q4_K_M", "Q8_0")] + ["no imatrix"]
 
     # An impossible gate fails the stage and writes no new artifact.
     before = len(ArtifactStore(outputs / "artifacts").artifacts("gguf"))

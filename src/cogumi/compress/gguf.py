@@ -138,6 +138,10 @@ def run(ctx: StageContext, model: str, types: list[str], reference_type: str, te
         out.metrics["reference_perplexity"] = report[types[0]]["reference_perplexity"]
         # Single names for sweeps over one type at a time (sweeps/quant_type.yaml).
         out.metrics.update(kl_mean=report[types[-1]]["kl_mean"], size_mb=report[types[-1]]["size_mb"])
+        # The closing table's lines: each type's fidelity at a glance (KL and top-1 vs the reference, size).
+        out.extra["headline"] = [f"{t} KL {r['kl_mean']:.4f}, top-1 {r['top1_agreement']:.3f}, {r['size_mb']:.1f} MB"
+                                 for t, r in report.items()][:2] + [
+            f"imatrix {imatrix_chunks} x {imatrix_ctx} tokens" if imatrix else "no imatrix"]
         out.extra["fidelity"] = {"reference": f"gguf/{reference_type.upper()}.gguf", "by_type": report,
                                  "imatrix": {"text": imatrix_text, "chunks": imatrix_chunks, "ctx": imatrix_ctx}
                                  if imatrix else None}

@@ -61,7 +61,7 @@ def _scheme(bits: int, group_size: int, symmetric: bool, observer: str = "minmax
 
 
 def _recipe(method: str, bits: int, group_size: int, symmetric: bool, dampening_frac: float = 0.01,
-            actorder: str | None = "static", observer: str = "minmax") -> list:
+            actorder: str | None = "static", observer: str = "minmax", awq_grid: int = 20) -> list:
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
     scheme = _scheme(bits, group_size, symmetric, observer)
@@ -73,13 +73,15 @@ def _recipe(method: str, bits: int, group_size: int, symmetric: bool, dampening_
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
     # AWQ only rescales channels; the quantizer after it rounds: round-to-nearest (`awq`) or GPTQ (`awq_gptq`).
-    return [AWQModifier(duo_scaling=True), gptq if method == "awq_gptq" else QuantizationModifier(config_groups=scheme)]
+    return [AWQModifier(duo_scaling=True, n_grid=awq_grid),
+            gptq if method == "awq_gptq" else QuantizationModifier(config_groups=scheme)]
 
 
 def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, symmetric: bool,
         calibration_data: str | None, calibration_fallback: str, calibration_samples: int, max_seq_length: int,
         heldout_text: str, fidelity_windows: int, window: int, batch_size: int, seed: int = 1234,
         pack_calibration: bool = False, dampening_frac: float = 0.01, actorder: str | None = "static",
+        awq_grid: int = 20,
         observer: str = "minmax") -> Artifact:
     if method not in METHODS:
         raise ConfigError(f"stage.run.method={method!r}: expected one of {METHODS}")
@@ -109,7 +111,7 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
         log.warning("GPTQ calibration has %d tokens for layers up to %d inputs wide: raise calibration_samples "
                     "(with pack_calibration) to at least %d tokens", tokens, max(widths.values()),
                     2 * max(widths.values()))
-    recipe = _recipe(method, bits, group_size, symmetric, dampening_frac, actorder, observer)
+    recipe = _recipe(method, bits, group_size, symmetric, dampening_frac, actorder, observer, awq_grid)
     with skip_pin_memory_without_accelerator(), _layer_errors() as errors:
         oneshot(model=lm, tokenizer=tokenizer, dataset=dataset, recipe=recipe,
                 num_calibration_samples=len(dataset), max_seq_length=max_seq_length)
@@ -141,7 +143,8 @@ def run(ctx: StageContext, model: str, method: str, bits: int, group_size: int, 
                                      "calibration": {"samples": len(dataset), "tokens": tokens,
                                                      "packed": pack_calibration},
                                      **({"dampening_frac": dampening_frac, "actorder": actorder}
-                                        if method in GPTQ_METHODS else {})}
+                                        if method in GPTQ_METHODS else {}),
+                                     **({"awq_grid": awq_grid} if method.startswith("awq") else {})}
     return out.artifact
 
 
