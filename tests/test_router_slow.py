@@ -74,9 +74,9 @@ def test_cli_prints_the_decision_as_json(trained):
 def test_escalation_detector_finds_complaints_it_was_not_trained_on(trained):
     _, _, store = trained
     metrics = store.resolve("latest:escalation").metrics
-    assert metrics["eval_turns"] == 110  # held-out batch four; batches one to three join the fit, choose the threshold
-    # measured recall 0.855 / precision 0.783 at these settings (the goal, 0.8 / 0.8: precision short)
-    assert metrics["recall"] >= 0.7 and metrics["precision"] >= 0.65
+    assert metrics["eval_turns"] == 121  # held-out batch five; batches one to four join the fit, choose the threshold
+    # measured recall 0.951 / precision 0.829 at these settings (the goal: 0.8 / 0.8)
+    assert metrics["recall"] >= 0.85 and metrics["precision"] >= 0.75
 
 
 def test_threshold_sweep_runs_three_trials_on_answers_scored_once(trained):
