@@ -247,7 +247,10 @@ def test_fidelity_takes_perplexities_from_the_kl_pass():
     windows = scoring_windows(Tokenizer(), documents, 32, 6)
     assert report["perplexity"] == pytest.approx(math.exp(mean_nll(model, windows, 4)[0]), rel=1e-4)
     assert report["reference_perplexity"] == pytest.approx(math.exp(mean_nll(reference, windows, 4)[0]), rel=1e-4)
-    assert report["tokens_scored"] == 6 * 31 and report["kl_mean"] > 0
+    assert report["tokens_scored"] == 6 * 31 and report["kl_mean"] > 0 and "model_nlls" not in report
+    paired = fidelity(model, reference, Tokenizer(), documents, 32, 6, 4, window_nlls=True)
+    assert len(paired["model_nlls"]) == len(paired["reference_nlls"]) == 6
+    assert paired["perplexity"] == pytest.approx(math.exp(sum(paired["model_nlls"]) / 6), rel=1e-4)
     assert fidelity(model, model, Tokenizer(), documents, 32, 6, 4)["kl_mean"] == pytest.approx(0, abs=1e-6)
 
 

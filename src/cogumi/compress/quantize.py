@@ -200,17 +200,13 @@ def _fidelity(quantized, reference_source, tokenizer, ctx, heldout_text, window,
               seed) -> tuple[dict, dict]:
     """Perplexity of both (per window, for the paired ratio), KL and top-1 agreement, in one pass over the windows."""
     from cogumi.data.text import read_documents
-    from cogumi.models.fidelity import HFCausalLM, divergence, scoring_windows
+    from cogumi.models.fidelity import HFCausalLM, fidelity
 
     reference = HFCausalLM(reference_source, ctx.hardware).model
-    windows = scoring_windows(tokenizer, read_documents(heldout_text), window, max_windows)
-    scores = divergence(quantized, reference, windows, batch_size, per_window_nll=True)
-    nlls = {"model": scores["model_nlls"], "reference": scores["reference_nlls"]}
-    report = {"perplexity": round(math.exp(sum(nlls["model"]) / len(windows)), 4),
-              "reference_perplexity": round(math.exp(sum(nlls["reference"]) / len(windows)), 4),
-              **perplexity_ratio(nlls["model"], nlls["reference"], seed),
-              "kl_mean": round(scores["kl_mean"], 6), "top1_agreement": round(scores["top1_agreement"], 6)}
-    log.info("fidelity: ppl %.3f vs %.3f, ratio %.3f %s (n=%d windows), KL %.4f, top-1 %.3f", report["perplexity"],
-             report["reference_perplexity"], report["perplexity_ratio"], report["perplexity_ratio_ci"], len(windows),
-             report["kl_mean"], report["top1_agreement"])
+    report = fidelity(quantized, reference, tokenizer, read_documents(heldout_text), window, max_windows, batch_size,
+                      window_nlls=True)
+    nlls = {"model": report.pop("model_nlls"), "reference": report.pop("reference_nlls")}
+    report.update(perplexity_ratio(nlls["model"], nlls["reference"], seed))
+    log.info("fidelity: ppl ratio %.3f %s (n=%d windows)", report["perplexity_ratio"], report["perplexity_ratio_ci"],
+             len(nlls["model"]))
     return report, {k: [round(v, 5) for v in values] for k, values in nlls.items()}

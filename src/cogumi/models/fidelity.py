@@ -13,8 +13,8 @@ compress↔evaluate import cycle is gone.
 import itertools
 import logging
 import math
-import statistics
 import os
+import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -174,11 +174,12 @@ def prompt_replies(model, reference, prompts: list[str], max_new_tokens: int) ->
 
 
 def fidelity(model, reference, tokenizer, documents: list[str], window: int, max_windows: int | None,
-             batch_size: int, prompts: list[str] = (), max_new_tokens: int = 32) -> dict:
+             batch_size: int, prompts: list[str] = (), max_new_tokens: int = 32, window_nlls: bool = False) -> dict:
     """Perplexity of both, KL and top-1 of `model` against `reference`, and fixed-prompt agreement.
 
     One forward pass per model: the perplexities come from the logits the KL is computed on (every
-    window has the same length, so the mean of window means is the per-token mean)."""
+    window has the same length, so the mean of window means is the per-token mean). `window_nlls`
+    adds both models' per-window NLLs (`model_nlls`, `reference_nlls`) for paired comparisons."""
     windows = scoring_windows(tokenizer, documents, window, max_windows)
     scores = divergence(model, reference, windows, batch_size, per_window_nll=True)
     report = {
@@ -187,6 +188,7 @@ def fidelity(model, reference, tokenizer, documents: list[str], window: int, max
         "kl_mean": round(scores["kl_mean"], 6),
         "top1_agreement": round(scores["top1_agreement"], 6),
         "tokens_scored": windows.shape[0] * (windows.shape[1] - 1),
+        **({k: scores[k] for k in ("model_nlls", "reference_nlls")} if window_nlls else {}),
     }
     if prompts:
         replies = prompt_replies(model, reference, list(prompts), max_new_tokens)
