@@ -64,3 +64,33 @@ def test_llama_threads_follow_the_load_unless_pinned(monkeypatch):
     assert llama_lm.default_threads() == 1  # a busy machine: spinning barriers would cost ~10x
     monkeypatch.setenv("COGUMI_LLAMA_THREADS", "2")
     assert llama_lm.default_threads() == 2  # the other load is niced: the run says it owns the cores
+
+
+@pytest.mark.slow
+def test_items_sharing_a_batch_score_as_they_do_alone(embedded_model, tmp_path):
+    """score_many packs several items into one llama.cpp batch (a context token in all of its
+    options' sequences); each item must score as it does through the one-item path. F32 weights:
+    with quantized ones the batch's shape alone moves scores by ~0.1 (activation rounding), which
+    would hide a small mistake; a continuation that missed its context would be off by nats."""
+    from cogumi.assets import converter_dir
+    from cogumi.compress.gguf_export import convert_hf_to_gguf
+    from cogumi.evaluate.llama_lm import LlamaCppLM
+
+    gguf = convert_hf_to_gguf(embedded_model, tmp_path / "F32.gguf", converter_dir(), "F32")
+    lm = LlamaCppLM(model_path=str(gguf), n_ctx=512, n_batch=64)
+    questions = ["What is the capital of France?", "What is the capital of Italy?", "Which planet is the largest?",
+                 "What do bees make?", "How many legs does a spider have?"]
+    options = [" Paris", " Rome", " Jupiter", " honey", " eight", " a small red bicycle with a bell"]
+    items = []
+    for question in questions:
+        pairs = [lm.encode_pair(f"Question: {question}\nAnswer:", option) for option in options]
+        items.append((pairs[0][0], [continuation for _, continuation in pairs]))
+    alone = [lm.scorer.score(context, continuations) for context, continuations in items]
+    long_context = (items[0][0] * 8, items[0][1])  # more tokens than a batch holds: scored alone
+    together = lm.scorer.score_many(sorted(items) + [long_context])
+    alone = [alone[items.index(item)] for item in sorted(items)] + [lm.scorer.score(*long_context)]
+    for mine, reference in zip(together, alone):
+        assert [greedy for _, greedy in mine] == [greedy for _, greedy in reference]
+        assert [s for s, _ in mine] == pytest.approx([s for s, _ in reference], abs=0.02)
+        # the right answer per question still wins, as it does alone
+        assert max(range(len(mine)), key=lambda j: mine[j][0]) == max(range(len(reference)), key=lambda j: reference[j][0])

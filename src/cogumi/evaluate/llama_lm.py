@@ -86,26 +86,28 @@ class LlamaCppLM(LM):
         return self.scorer.score(context_ids, [continuation_ids])[0]
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
-        """Requests that share a context (the options of one item) are scored together."""
-        groups: dict[str, list[int]] = {}
+        """Requests that share a context (the options of one item) are scored together, and
+        neighbouring items share llama.cpp batches (llama_scoring.score_many)."""
+        by_context: dict[tuple, list[int]] = {}
+        continuation_of: list[list[int]] = []
         for i, request in enumerate(requests):
-            groups.setdefault(request.args[0], []).append(i)
+            context_ids, continuation_ids = self.encode_pair(*request.args)
+            by_context.setdefault(tuple(context_ids), []).append(i)
+            continuation_of.append(continuation_ids)
+        # Sorted contexts put items that share a prompt prefix (an MMLU subject line, a HellaSwag
+        # activity) next to each other: sequence 0 keeps that prefix in the KV cache.
+        items = sorted(by_context.items())
         results: list = [None] * len(requests)
         with tqdm(total=len(requests), desc="gguf loglikelihood", disable=disable_tqdm) as bar:
-            # Sorted contexts put items that share a prompt prefix (an MMLU subject line, a HellaSwag
-            # activity) next to each other: sequence 0 keeps that prefix in the KV cache.
-            for context, indices in sorted(groups.items()):
-                pairs = [self.encode_pair(context, requests[i].args[1]) for i in indices]
-                by_context: dict[tuple, list[int]] = {}  # the same text always encodes alike; be safe anyway
-                for i, (context_ids, _) in zip(indices, pairs):
-                    by_context.setdefault(tuple(context_ids), []).append(i)
-                continuation_of = dict(zip(indices, (c for _, c in pairs)))
-                for context_ids, members in by_context.items():
-                    scored = self.scorer.score(list(context_ids), [continuation_of[i] for i in members])
-                    for i, result in zip(members, scored):
+            for start in range(0, len(items), 64):  # a bar that moves; a wave lost per 64 items costs little
+                chunk = items[start:start + 64]
+                scored = self.scorer.score_many(
+                    [(list(ids), [continuation_of[i] for i in members]) for ids, members in chunk])
+                for (_, members), item_scores in zip(chunk, scored):
+                    for i, result in zip(members, item_scores):
                         results[i] = result
                         self.cache_hook.add_partial("loglikelihood", requests[i].args, result)
-                bar.update(len(indices))
+                    bar.update(len(members))
         return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):

@@ -7,6 +7,11 @@ weights has a unified KV cache with several sequences: the shared context is dec
 sequence 0 (logits for its last token only), each option's sequence starts as a copy of it
 (`llama_memory_seq_cp`, no recompute), and the continuations of all options go through one batch
 that asks for logits only on the rows that are scored.
+
+Many small items (`score_many`) share one batch: a 100-token MMLU context or a 5-token ARC option
+leaves most of a 512-token batch empty, and llama.cpp's throughput grows with the batch. A wave
+of items keeps their common prefix in sequence 0; each context token belongs to all of its own
+options' sequences at once (one KV cell, several sequence ids), so a context is still computed once.
 """
 
 import ctypes
@@ -56,35 +61,38 @@ class MultiSequenceScorer:
                 raise RuntimeError("llama.cpp refused the LoRA adapter on the scoring context")
 
     # ---- batches -------------------------------------------------------------------------------
-    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> np.ndarray:
-        """Decode (token, position, sequence, wants_logits) entries; the logit rows asked for, in order."""
+    def _decode(self, entries: list[tuple[int, int, tuple[int, ...], bool]]) -> np.ndarray:
+        """Decode (token, position, sequences, wants_logits) entries; the logit rows asked for, in order."""
         rows = []
         for start in range(0, len(entries), self.n_batch):
             chunk = entries[start:start + self.n_batch]
             b = self.batch.batch
             b.n_tokens = len(chunk)
-            for i, (token, pos, seq, wants) in enumerate(chunk):
-                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, wants
-                b.seq_id[i][0] = seq
+            for i, (token, pos, seqs, wants) in enumerate(chunk):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, len(seqs), wants
+                for j, seq in enumerate(seqs):
+                    b.seq_id[i][j] = seq
             self.context.decode(self.batch)
             wanted = sum(1 for *_, wants in chunk if wants)
             if wanted:  # llama.cpp keeps the requested rows contiguous, in batch order: one copy
                 rows.append(np.ctypeslib.as_array(self.context.get_logits(), shape=(wanted, self.n_vocab)).copy())
         return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), np.float32)
 
-    def _load_context(self, context: list[int]) -> np.ndarray:
-        """Sequence 0 holds `context` (reusing the cached prefix); the logit row after its last token."""
+    def _hold(self, tokens: list[int], last_row: bool = False) -> np.ndarray | None:
+        """Sequence 0 holds `tokens`, reusing the cached prefix; with `last_row`, the logit row after
+        the last token (which is then decoded again even when cached: its logits are needed)."""
         same = 0
-        limit = min(len(self.cached), len(context))
-        while same < limit and self.cached[same] == context[same]:
+        limit = min(len(self.cached), len(tokens))
+        while same < limit and self.cached[same] == tokens[same]:
             same += 1
-        same = min(same, len(context) - 1)  # the last token is decoded again: its logits are needed
+        if last_row:
+            same = min(same, len(tokens) - 1)
         self._llama_cpp.llama_memory_seq_rm(self.memory, 0, same, -1)
         self.cached = self.cached[:same]
-        todo = context[same:]
-        row = self._decode([(t, same + i, 0, i == len(todo) - 1) for i, t in enumerate(todo)])[0]
-        self.cached = list(context)
-        return row
+        todo = tokens[same:]
+        rows = self._decode([(t, same + i, (0,), last_row and i == len(todo) - 1) for i, t in enumerate(todo)])
+        self.cached = list(tokens)
+        return rows[0] if last_row else None
 
     # ---- scoring -------------------------------------------------------------------------------
     def score(self, context: list[int], continuations: list[list[int]]) -> list[tuple]:
@@ -107,12 +115,12 @@ class MultiSequenceScorer:
         # As lm-eval's hf model: a context too long for the window loses its oldest tokens.
         keep = max(1, min(len(context), self.n_ctx - 1 - longest))
         context = context[-keep:]
-        first_row = self._load_context(context)
+        first_row = self._hold(context, last_row=True)
         entries, owners = [], []
         for seq, index in enumerate(group, start=1):
             self._llama_cpp.llama_memory_seq_cp(self.memory, 0, seq, -1, -1)
             for offset, token in enumerate(continuations[index][:-1]):
-                entries.append((token, len(context) + offset, seq, True))
+                entries.append((token, len(context) + offset, (seq,), True))
                 owners.append(index)
         rows = self._decode(entries)
         owners = np.asarray(owners, dtype=np.int64)
@@ -123,3 +131,63 @@ class MultiSequenceScorer:
             results[index] = (float(logprobs.sum()), bool(greedy.all())) + (
                 ([float(v) for v in logprobs],) if self.token_logprobs else ())
             self._llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
+
+    # ---- many items per batch ------------------------------------------------------------------
+    def score_many(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[tuple]]:
+        """`score(context, continuations)` of each item, packing consecutive items into shared batches
+        (pass them sorted so neighbours share a prefix). An item too big for one batch goes alone."""
+        results: list = [None] * len(items)
+        wave: list[int] = []
+        tokens = seqs = 0
+        for index, (context, continuations) in enumerate(items):
+            size = len(context) + sum(len(c) - 1 for c in continuations)
+            if size > self.n_batch or len(continuations) > self.n_seq - 1:
+                results[index] = self.score(context, continuations)
+                continue
+            if wave and (tokens + size > self.n_batch or seqs + len(continuations) > self.n_seq - 1):
+                self._score_wave(items, wave, results)
+                wave, tokens, seqs = [], 0, 0
+            wave.append(index)
+            tokens, seqs = tokens + size, seqs + len(continuations)
+        if wave:
+            self._score_wave(items, wave, results)
+        return results
+
+    def _score_wave(self, items, wave: list[int], results: list) -> None:
+        contexts = [items[i][0] for i in wave]
+        shared = min(len(c) for c in contexts) - 1  # every context keeps a token of its own: its logit row
+        first = contexts[0]
+        for context in contexts[1:]:
+            shared = next((k for k in range(shared) if context[k] != first[k]), shared)
+        self._hold(first[:shared])
+        entries, owners, seq = [], [], 1  # owners: per requested row, (item, option or -1 for the context's)
+        for index in wave:
+            context, continuations = items[index]
+            option_seqs = tuple(range(seq, seq + len(continuations)))
+            seq += len(continuations)
+            for s in option_seqs:
+                self._llama_cpp.llama_memory_seq_cp(self.memory, 0, s, -1, -1)
+            tail = context[shared:]
+            for k, token in enumerate(tail):
+                entries.append((token, shared + k, option_seqs, k == len(tail) - 1))
+            owners.append((index, -1))
+            for option, (s, continuation) in enumerate(zip(option_seqs, continuations)):
+                for offset, token in enumerate(continuation[:-1]):
+                    entries.append((token, len(context) + offset, (s,), True))
+                    owners.append((index, option))
+        rows = self._decode(entries)
+        for s in range(1, seq):
+            self._llama_cpp.llama_memory_seq_rm(self.memory, s, -1, -1)
+        row_of: dict[tuple[int, int], list[int]] = {}
+        for row, owner in enumerate(owners):
+            row_of.setdefault(owner, []).append(row)
+        for index in wave:
+            continuations = items[index][1]
+            first_row = rows[row_of[(index, -1)][0]]
+            scored = []
+            for option, continuation in enumerate(continuations):
+                logits = np.concatenate([first_row[None, :], rows[row_of.get((index, option), [])]])
+                logprobs, greedy = target_logprobs(logits, np.asarray(continuation))
+                scored.append((float(logprobs.sum()), bool(greedy.all())) + (
+                    ([float(v) for v in logprobs],) if self.token_logprobs else ()))
+            results[index] = scored
