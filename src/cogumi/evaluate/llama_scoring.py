@@ -125,12 +125,14 @@ class MultiSequenceScorer:
         rows = self._decode(entries)
         owners = np.asarray(owners, dtype=np.int64)
         for seq, index in enumerate(group, start=1):
-            targets = np.asarray(continuations[index])
-            logits = np.concatenate([first_row[None, :], rows[owners == index]])
-            logprobs, greedy = target_logprobs(logits, targets)
-            results[index] = (float(logprobs.sum()), bool(greedy.all())) + (
-                ([float(v) for v in logprobs],) if self.token_logprobs else ())
+            results[index] = self._result(first_row, rows[owners == index], continuations[index])
             self._llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
+
+    def _result(self, first_row: np.ndarray, rows: np.ndarray, continuation: list[int]) -> tuple:
+        """One continuation's result from the context's last logit row and those of its own tokens."""
+        logprobs, greedy = target_logprobs(np.concatenate([first_row[None, :], rows]), np.asarray(continuation))
+        return (float(logprobs.sum()), bool(greedy.all())) + (
+            ([float(v) for v in logprobs],) if self.token_logprobs else ())
 
     # ---- many items per batch ------------------------------------------------------------------
     def score_many(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[tuple]]:
@@ -139,12 +141,13 @@ class MultiSequenceScorer:
         results: list = [None] * len(items)
         wave: list[int] = []
         tokens = seqs = 0
+        budget = min(self.n_batch, self.n_ctx // 2)  # the KV cache holds sequence 0's prefix and one wave
         for index, (context, continuations) in enumerate(items):
             size = len(context) + sum(len(c) - 1 for c in continuations)
-            if size > self.n_batch or len(continuations) > self.n_seq - 1:
+            if size > budget or len(continuations) > self.n_seq - 1:
                 results[index] = self.score(context, continuations)
                 continue
-            if wave and (tokens + size > self.n_batch or seqs + len(continuations) > self.n_seq - 1):
+            if wave and (tokens + size > budget or seqs + len(continuations) > self.n_seq - 1):
                 self._score_wave(items, wave, results)
                 wave, tokens, seqs = [], 0, 0
             wave.append(index)
@@ -182,12 +185,6 @@ class MultiSequenceScorer:
         for row, owner in enumerate(owners):
             row_of.setdefault(owner, []).append(row)
         for index in wave:
-            continuations = items[index][1]
             first_row = rows[row_of[(index, -1)][0]]
-            scored = []
-            for option, continuation in enumerate(continuations):
-                logits = np.concatenate([first_row[None, :], rows[row_of.get((index, option), [])]])
-                logprobs, greedy = target_logprobs(logits, np.asarray(continuation))
-                scored.append((float(logprobs.sum()), bool(greedy.all())) + (
-                    ([float(v) for v in logprobs],) if self.token_logprobs else ()))
-            results[index] = scored
+            results[index] = [self._result(first_row, rows[row_of.get((index, option), [])], continuation)
+                              for option, continuation in enumerate(items[index][1])]
