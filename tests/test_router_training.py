@@ -43,7 +43,7 @@ def test_dev_scores_are_cross_fitted_not_memorised():
 def test_heldout_sets_are_large_varied_sourced_and_new():
     queries = handwritten_queries(HANDWRITTEN_HELDOUT)
     domains = [q.domain for q in queries]
-    assert {d: domains.count(d) for d in set(domains)} == {d: 30 for d in ("reasoning", "math", "code", "automation",
+    assert {d: domains.count(d) for d in set(domains)} == {d: 40 for d in ("reasoning", "math", "code", "automation",
                                                                              "general")}
     rows = [json.loads(line) for line in HANDWRITTEN_HELDOUT.read_text().splitlines() if line]
     assert all(r.get("source") for r in rows)

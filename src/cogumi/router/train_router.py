@@ -124,9 +124,8 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
     domains = {d: list(names) for d, names in domains.items()}
     names = list(domains)
     _, identity = resolve_target(ctx, "gguf", model, gguf_type) if calibration.get("fit_items") else (None, "none")
-    inputs = {"encoder": embedder_dir(), "handwritten": domain_data.HANDWRITTEN,
-              "handwritten_second": domain_data.HANDWRITTEN_SECOND,
-              "handwritten_heldout": domain_data.HANDWRITTEN_HELDOUT, "model": identity}
+    inputs = {"encoder": embedder_dir(), "handwritten_heldout": domain_data.HANDWRITTEN_HELDOUT, "model": identity}
+    inputs |= {f"handwritten_{path.stem}": path for path in domain_data.HANDWRITTEN_DEV}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
 
