@@ -68,15 +68,17 @@ def gguf_export(folder: Path, scratch: Path, gguf_type: str) -> Path:
 
 
 def run_sets(models: list, per_set: dict, repeats: int) -> list[dict]:
-    """Per model, per set: (scores of the first round, fastest wall s, CPU s of that round); the
-    models take turns on each set, `repeats` rounds."""
+    """Per model, per set: (scores of the first round, fastest wall s, CPU s of that round, every
+    round's wall s); the models take turns on each set, `repeats` rounds."""
     runs: list[dict] = [{} for _ in models]
     for name, (reqs, _) in per_set.items():
         for _ in range(repeats):
             for lm, run in zip(models, runs):
                 scores, wall, cpu = timed(lm, reqs)
+                rounds = run[name][3] if name in run else []
                 if name not in run or wall < run[name][1]:
-                    run[name] = (run.get(name, (scores,))[0], wall, cpu)
+                    run[name] = (run.get(name, (scores,))[0], wall, cpu, rounds)
+                rounds.append(round(wall, 2))
     return runs
 
 
@@ -109,7 +111,7 @@ def main() -> None:
 
     sets, all_same, all_g, all_h, diffs = {}, [], [], [], []
     for name, (reqs, groups) in per_set.items():
-        (g_scores, g_s, g_cpu), (h_scores, h_s, h_cpu) = gguf_runs[name], hf_runs[name]
+        (g_scores, g_s, g_cpu, g_rounds), (h_scores, h_s, h_cpu, h_rounds) = gguf_runs[name], hf_runs[name]
         g_pick, h_pick = picks(g_scores, groups), picks(h_scores, groups)
         golds = [gold for *_, gold in groups]
         all_same += [a == b for a, b in zip(g_pick, h_pick)]
@@ -118,7 +120,8 @@ def main() -> None:
         diffs += [abs(a - b) for a, b in zip(g_scores, h_scores)]
         sets[name] = {"items": len(groups), "requests": len(reqs), "hf_items_per_s": round(len(groups) / h_s, 2),
                       "gguf_items_per_s": round(len(groups) / g_s, 2), "speedup_vs_hf": round(h_s / g_s, 2),
-                      "speedup_vs_hf_cpu_time": round(h_cpu / g_cpu, 2)}
+                      "speedup_vs_hf_cpu_time": round(h_cpu / g_cpu, 2),
+                      "round_wall_s": {"gguf": g_rounds, "hf": h_rounds}}
     items = len(all_same)
     hf_s, gguf_s = (sum(runs[n][1] for n in per_set) for runs in (hf_runs, gguf_runs))
     hf_cpu, gguf_cpu = (sum(runs[n][2] for n in per_set) for runs in (hf_runs, gguf_runs))
