@@ -70,15 +70,17 @@ def gguf_export(folder: Path, scratch: Path, gguf_type: str) -> Path:
 def run_sets(models: list, per_set: dict, repeats: int) -> list[dict]:
     """Per model, per set: (scores of the first round, fastest wall s, CPU s of that round, every
     round's wall s); the models take turns on each set, `repeats` rounds."""
-    runs: list[dict] = [{} for _ in models]
+    timings: list[dict] = [{} for _ in models]
     for name, (reqs, _) in per_set.items():
         for _ in range(repeats):
-            for lm, run in zip(models, runs):
-                scores, wall, cpu = timed(lm, reqs)
-                rounds = run[name][3] if name in run else []
-                if name not in run or wall < run[name][1]:
-                    run[name] = (run.get(name, (scores,))[0], wall, cpu, rounds)
-                rounds.append(round(wall, 2))
+            for lm, timing in zip(models, timings):
+                timing.setdefault(name, []).append(timed(lm, reqs))
+    runs = []
+    for timing in timings:
+        runs.append({})
+        for name, rounds in timing.items():
+            _, wall, cpu = min(rounds, key=lambda r: r[1])
+            runs[-1][name] = (rounds[0][0], wall, cpu, [round(r[1], 2) for r in rounds])
     return runs
 
 

@@ -33,6 +33,15 @@ def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray
     return logits[rows, targets].astype(np.float64) - log_norm, logits.argmax(axis=1) == targets
 
 
+def common_prefix(a: list[int], b: list[int], limit: int | None = None) -> int:
+    """How many leading tokens `a` and `b` share (at most `limit`)."""
+    limit = min(len(a), len(b), len(a) if limit is None else limit)
+    same = 0
+    while same < limit and a[same] == b[same]:
+        same += 1
+    return same
+
+
 class MultiSequenceScorer:
     """Scores continuations of one context on a llama.cpp context with `n_seq` sequences."""
 
@@ -81,12 +90,7 @@ class MultiSequenceScorer:
     def _hold(self, tokens: list[int], last_row: bool = False) -> np.ndarray | None:
         """Sequence 0 holds `tokens`, reusing the cached prefix; with `last_row`, the logit row after
         the last token (which is then decoded again even when cached: its logits are needed)."""
-        same = 0
-        limit = min(len(self.cached), len(tokens))
-        while same < limit and self.cached[same] == tokens[same]:
-            same += 1
-        if last_row:
-            same = min(same, len(tokens) - 1)
+        same = common_prefix(self.cached, tokens, len(tokens) - 1 if last_row else None)
         self._llama_cpp.llama_memory_seq_rm(self.memory, 0, same, -1)
         self.cached = self.cached[:same]
         todo = tokens[same:]
@@ -159,10 +163,9 @@ class MultiSequenceScorer:
     def _score_wave(self, items, wave: list[int], results: list) -> None:
         contexts = [items[i][0] for i in wave]
         shared = min(len(c) for c in contexts) - 1  # every context keeps a token of its own: its logit row
-        first = contexts[0]
         for context in contexts[1:]:
-            shared = next((k for k in range(shared) if context[k] != first[k]), shared)
-        self._hold(first[:shared])
+            shared = common_prefix(contexts[0], context, shared)
+        self._hold(contexts[0][:shared])
         entries, owners, seq = [], [], 1  # owners: per requested row, (item, option or -1 for the context's)
         for index in wave:
             context, continuations = items[index]
