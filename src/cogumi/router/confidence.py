@@ -182,15 +182,6 @@ def _ece(conf, correct) -> float:
     return calibration.expected_calibration_error(np.asarray(conf), np.asarray(correct))
 
 
-def _ece_equal_mass(conf, correct, bins: int = 15) -> float:
-    """ECE over `bins` equal-count bins: a check on the equal-width ECE, whose 10 bins leave most items in
-    two or three bins when the confidences crowd together (a coarse binning can hide miscalibration)."""
-    conf, correct = np.asarray(conf, dtype=float), np.asarray(correct, dtype=float)
-    order = np.argsort(conf, kind="stable")
-    return float(sum(len(part) / len(conf) * abs(correct[part].mean() - conf[part].mean())
-                     for part in np.array_split(order, min(bins, len(conf))) if len(part)))
-
-
 def _brier(conf, correct) -> float:
     return float(np.mean((np.asarray(conf) - np.asarray(correct)) ** 2))
 
@@ -212,5 +203,5 @@ def quality(conf: np.ndarray, correct: np.ndarray, seed: int = 0, resamples: int
     each with its percentile-bootstrap interval (items resampled with their outcome)."""
     conf, correct = np.asarray(conf, dtype=float), np.asarray(correct, dtype=float)
     return {name: bootstrap_interval(statistic, conf, correct, seed, resamples)
-            for name, statistic in (("ece", _ece), ("ece_equal_mass", _ece_equal_mass), ("auroc", _auroc),
+            for name, statistic in (("ece", _ece), ("ece_equal_mass", calibration.equal_mass_calibration_error), ("auroc", _auroc),
                                     ("brier", _brier))}
