@@ -93,3 +93,23 @@ def test_items_sharing_a_batch_score_as_they_do_alone(embedded_model, tmp_path):
         assert [s for s, _ in mine] == pytest.approx([s for s, _ in reference], abs=0.02)
         # the right answer per question still wins, as it does alone
         assert max(range(len(mine)), key=lambda j: mine[j][0]) == max(range(len(reference)), key=lambda j: reference[j][0])
+
+
+def test_row_logprobs_score_every_target_of_a_row_as_log_softmax_does():
+    """The context's last row carries one target per option; the others one each. Each score must be the
+    float64 log-softmax entry, and the greedy flag true only for the row's argmax."""
+    import numpy as np
+
+    from cogumi.evaluate.llama_scoring import row_logprobs
+
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((3, 49152)) * 4).astype(np.float32)
+    logits[1, 7] = 60.0  # row 1's argmax
+    targets = [(5, 9, 11), (7,), (3, 3)]
+    scored = row_logprobs(logits, targets, np.empty((8, 49152), np.float32))
+    exact = logits.astype(np.float64)
+    exact = exact - np.log(np.exp(exact - exact.max(1, keepdims=True)).sum(1, keepdims=True)) - exact.max(1, keepdims=True)
+    for row, (logprobs, greedy) in zip(range(3), scored):
+        assert np.allclose(logprobs, exact[row, list(targets[row])], atol=1e-5)
+        assert list(greedy) == [t == int(logits[row].argmax()) for t in targets[row]]
+    assert list(scored[1][1]) == [True] and not scored[0][1].any()
