@@ -86,13 +86,35 @@ def test_items_sharing_a_batch_score_as_they_do_alone(embedded_model, tmp_path):
         pairs = [lm.encode_pair(f"Question: {question}\nAnswer:", option) for option in options]
         items.append((pairs[0][0], [continuation for _, continuation in pairs]))
     items = sorted(items) + [(items[0][0] * 8, items[0][1])]  # the last: more tokens than a batch holds, scored alone
-    alone = [lm.scorer.score(context, continuations) for context, continuations in items]
-    together = lm.scorer.score_many(items)
+    alone = [lm.scorers[0].score(context, continuations) for context, continuations in items]
+    together = lm.scorers[0].score_many(items)
     for mine, reference in zip(together, alone):
         assert [greedy for _, greedy in mine] == [greedy for _, greedy in reference]
         assert [s for s, _ in mine] == pytest.approx([s for s, _ in reference], abs=0.02)
         # the right answer per question still wins, as it does alone
         assert max(range(len(mine)), key=lambda j: mine[j][0]) == max(range(len(reference)), key=lambda j: reference[j][0])
+
+
+@pytest.mark.slow
+def test_requests_spread_over_two_scoring_contexts_come_back_in_their_own_places(embedded_model, tmp_path):
+    """Two 1-thread contexts score chunks side by side; every request's result must land at its own index,
+    as one context scores it (F32 weights: the same batches give the same scores)."""
+    from cogumi.assets import converter_dir
+    from cogumi.compress.gguf_export import convert_hf_to_gguf
+    from cogumi.evaluate.llama_lm import LlamaCppLM
+
+    gguf = str(convert_hf_to_gguf(embedded_model, tmp_path / "F32.gguf", converter_dir(), "F32"))
+    topics = ["the sea", "a cat", "mountains", "the moon", "bread", "winter", "a river", "music"]
+    # 40 items: more than two 16-item chunks, so each context gets work and the last chunk is short
+    pairs = [(f"Write about {topic} number {k}:", f" It is {adjective}.") for k in range(5) for topic in topics
+             for adjective in ("calm", "old")]
+    one = LlamaCppLM(model_path=gguf, n_ctx=256, n_threads=2, scoring_contexts=1).loglikelihood(_requests(pairs))
+    two_lm = LlamaCppLM(model_path=gguf, n_ctx=256, n_threads=2, scoring_contexts=2)
+    two = two_lm.loglikelihood(_requests(pairs))
+    assert len(two_lm.scorers) == 2 and all(s.context is not None for s in two_lm.scorers)
+    assert [g for _, g in two] == [g for _, g in one]
+    assert [s for s, _ in two] == pytest.approx([s for s, _ in one], abs=1e-4)
+    assert len({round(s, 3) for s, _ in two}) > 40  # distinct scores: a swapped result would show
 
 
 def test_row_logprobs_score_every_target_of_a_row_as_log_softmax_does():

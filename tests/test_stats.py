@@ -79,3 +79,21 @@ def test_continuous_scores_use_a_permutation_test():
 def test_unaligned_scores_are_refused():
     with pytest.raises(ValueError, match="same items"):
         compare_paired([1, 0, 1], [1, 0])
+
+
+def test_ratio_of_sums_pairs_the_chunks_and_its_interval_reflects_their_spread():
+    from cogumi.stats import ratio_of_sums
+
+    rng = np.random.default_rng(1)
+    slow = rng.uniform(8, 12, 30)  # the same chunks of work, timed on both sides
+    steady = ratio_of_sums(slow * 3.0, slow)
+    assert steady.value == pytest.approx(3.0) and steady.low == pytest.approx(3.0) and steady.n == 30
+    noisy = ratio_of_sums(slow * rng.uniform(2.4, 3.6, 30), slow)
+    assert noisy.low < noisy.value < noisy.high and 2.6 < noisy.low and noisy.high < 3.4
+    # three workloads of very different ratios timed in rounds: the mix is fixed, only the rounds vary
+    sets = np.repeat(["a", "b", "c"], 10)
+    mixed = ratio_of_sums(slow * np.repeat([2.0, 3.0, 5.0], 10) * rng.uniform(0.95, 1.05, 30), slow)
+    stratified = ratio_of_sums(slow * np.repeat([2.0, 3.0, 5.0], 10) * rng.uniform(0.95, 1.05, 30), slow, strata=sets)
+    assert stratified.high - stratified.low < (mixed.high - mixed.low) / 3
+    with pytest.raises(ValueError, match="same pairs"):
+        ratio_of_sums([1.0, 2.0], [1.0])
