@@ -1,7 +1,8 @@
 """Router decision latency (goal: p95 <= 5 ms on 2 cores, generation excluded).
 
-Times `Router.decide` (MiniLM encode of one query + head + policy) over the hand-written queries,
-repeated, and where the time goes: tokenization alone, the router's encode (its encoder's layers),
+Times `Router.decide` (MiniLM encode of one query + lexical features + head + policy) over the hand-written
+queries, repeated, and where the time goes: tokenization alone, the router's encode (its encoder's layers),
+the lexical features alone (TF-IDF n-grams, when the artifact has them),
 the same encode on all six MiniLM layers (what the router used before it kept three), and decide −
 encode (head + policy). Also times `EscalationDetector.score` when an artifact exists.
 
@@ -68,6 +69,8 @@ def main() -> None:
                                             args.repeats),
                "encode_all_six_layers": _timings_ms(lambda t: full.encode([t]), texts, args.repeats),
                "baseline_encode_only": _timings_ms(lambda t: router.encoder.encode([t]), texts, args.repeats),
+               "lexical_features_only": (_timings_ms(lambda t: router.lexical.transform([t]), texts, args.repeats)
+                                         if router.lexical is not None else {"skipped": "embedding-only head"}),
                "decide": _timings_ms(lambda t: router.decide(t, confidence=0.3, modifiers={"code"}), texts, args.repeats),
                "escalation_score": _timings_ms(detector.score, texts, args.repeats) if detector else {"skipped": skipped}}
         run["policy_and_head_overhead_p50_ms"] = round(run["decide"]["p50_ms"] - run["baseline_encode_only"]["p50_ms"], 3)

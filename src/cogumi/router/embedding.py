@@ -50,14 +50,15 @@ class Encoder:
     def __init__(self, model_dir: str | Path | None = None, threads: int | None = None, layers: int | None = None,
                  quantize: str | None = None):
         import torch
-        from sentence_transformers import SentenceTransformer
+        from transformers import AutoModel, AutoTokenizer
 
         if threads:
             torch.set_num_threads(int(threads))
         self.model_dir = Path(model_dir or embedder_dir())
-        model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
-        self.tokenizer = model.tokenizer
-        self.transformer = model[0].auto_model.eval()
+        # the sentence-transformers folder's module 0 is this BERT at the folder's root; the pooling and
+        # normalisation modules are `encode` below, so the sentence_transformers import (~1.5 s) is not needed
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+        self.transformer = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True).eval()
         stack = self.transformer.encoder.layer
         if layers is not None and not 1 <= int(layers) <= len(stack):
             raise ConfigError(f"encoder layers={layers}: {self.model_dir} has {len(stack)} transformer layers")

@@ -17,8 +17,13 @@ class Head:
     kind: str  # logistic | mlp
     layers: list[tuple[np.ndarray, np.ndarray]]  # (in x out weight, out bias); ReLU between layers
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        h = np.asarray(x, dtype=np.float32)
+    @property
+    def inputs(self) -> int:
+        return int(self.layers[0][0].shape[0])
+
+    def logits(self, x) -> np.ndarray:
+        """x: dense rows, or scipy sparse rows (embedding + lexical features; the product is dense)."""
+        h = x if hasattr(x, "tocsr") else np.asarray(x, dtype=np.float32)
         for i, (w, b) in enumerate(self.layers):
             h = h @ w + b
             if i < len(self.layers) - 1:

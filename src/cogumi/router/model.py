@@ -7,11 +7,13 @@ import numpy as np
 
 from cogumi.artifacts import ArtifactStore
 from cogumi.errors import ArtifactError
+from cogumi.hashing import sha256_file
 from cogumi.paths import outputs_dir
 from cogumi.router import policy
 from cogumi.router.confidence import Calibrator
 from cogumi.router.embedding import encoder_identity, shared_encoder
 from cogumi.router.heads import Head
+from cogumi.router.lexical import LexicalFeatures, combine
 
 SPEC_FILE = "router.json"
 
@@ -51,6 +53,18 @@ def check_encoder(spec: dict, folder: Path, encoder_dir: str | None) -> None:
                             f"{available['name']} (sha256 {available['sha256'][:12]}): retrain the head")
 
 
+def load_lexical(spec: dict, folder: Path) -> LexicalFeatures | None:
+    """The artifact's lexical features (None: embedding only); refused if the file is not the one trained with."""
+    entry = spec.get("lexical")
+    if not entry:
+        return None
+    path = folder / entry["file"]
+    if not path.is_file() or sha256_file(path) != entry.get("sha256"):
+        raise ArtifactError(f"{path}: missing or not the lexical features this head was trained with "
+                            f"(sha256 {str(entry.get('sha256'))[:12]} in {SPEC_FILE}): retrain the router")
+    return LexicalFeatures.load(path)
+
+
 class Router:
     def __init__(self, folder: Path, spec: dict, encoder_dir: str | None = None):
         self.folder = folder
@@ -62,13 +76,25 @@ class Router:
         calibrator = spec.get("calibrator")
         self.calibrator = Calibrator(calibrator) if calibrator else None
         self.encoder = shared_encoder(encoder_dir, *encoder_settings(spec))
+        self.lexical = load_lexical(spec, folder)
+        width = self.encoder.transformer.config.hidden_size + (self.lexical.size if self.lexical else 0)
+        if self.head.inputs != width:
+            raise ArtifactError(f"{folder / spec['head']}: the head reads {self.head.inputs} inputs, but the encoder"
+                                f"{' and lexical features' if self.lexical else ''} give {width}: retrain the head")
 
     def classify(self, text: str) -> policy.DomainPrediction:
-        return self.classify_vectors(self.encoder.encode([text]))[0]
+        return self.classify_texts([text])[0]
 
-    def classify_vectors(self, vectors: np.ndarray) -> list[policy.DomainPrediction]:
+    def classify_texts(self, texts: list[str]) -> list[policy.DomainPrediction]:
+        texts = list(texts)
+        return self.classify_vectors(self.encoder.encode(texts), texts)
+
+    def classify_vectors(self, vectors: np.ndarray, texts: list[str] | None = None) -> list[policy.DomainPrediction]:
+        """Predictions from the texts' embeddings (and the texts themselves when the head reads lexical features)."""
+        if self.lexical is not None and (texts is None or len(texts) != len(vectors)):
+            raise ArtifactError(f"{self.folder}: this router also reads lexical features: pass the texts")
         predictions = []
-        for row in self.head.probabilities(vectors):
+        for row in self.head.probabilities(combine(vectors, self.lexical, texts)):
             probabilities = {d: round(float(p), 4) for d, p in zip(self.domains, row)}
             best = int(row.argmax())
             domain = self.domains[best] if row[best] >= self.min_domain_probability else policy.UNKNOWN_DOMAIN

@@ -56,7 +56,7 @@ def cached_answers(ctx, router_artifact, gguf: str, model_identity, adapter, ada
     items = mc_answers.mc_items(settings["sets"], "test", settings["items"], settings["val_share"],
                                 settings["test_share"])
     base = mc_answers.answer_all(mc_answers.MCScorer(gguf, threads=ctx.hardware.threads), items, "base answers")
-    domains = router.classify_vectors(router.encoder.encode([i["question"] for i in items]))
+    domains = router.classify_texts([i["question"] for i in items])
     rows = [{"id": a["id"], "set": a["set"], "domain": d.domain, "base_correct": a["correct"],
              "base_seconds": a["seconds"], "confidence": router.confidence(a["token_logprobs"], a["top_logprobs"],
                                                                     confidence.answer_options(a))}

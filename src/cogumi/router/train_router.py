@@ -16,11 +16,13 @@ import time
 import numpy as np
 
 from cogumi.artifacts import Artifact
+from cogumi.errors import ConfigError
 from cogumi.evaluate.clustering import embedder_dir
 from cogumi.evaluate.suite import resolve_target
 from cogumi.router import confidence, domain_data, mc_answers, plots
 from cogumi.router.embedding import Encoder
 from cogumi.router.heads import Head, train_logistic, train_mlp
+from cogumi.router.lexical import LEXICAL_FILE, LexicalFeatures, combine
 from cogumi.router.model import SPEC_FILE
 from cogumi.stage import StageContext
 from cogumi.stats import proportion
@@ -120,9 +122,12 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
         heads: list[str], mlp: dict, threshold: float, min_domain_probability: float, model: str,
         gguf_type: str | None, calibration: dict, labelling: list | None = None, encoder_layers: int | None = None,
         encoder_quantize: str | None = None, cleaning: dict | None = None, class_weight: str | None = None,
-        handwritten_weight: float = 0.0, seed: int = 1234) -> Artifact:
+        handwritten_weight: float = 0.0, lexical: dict | None = None, seed: int = 1234) -> Artifact:
     domains = {d: list(names) for d, names in domains.items()}
     names = list(domains)
+    if lexical and "mlp" in heads:
+        raise ConfigError(f"stage.run.heads={list(heads)}: the MLP head reads embeddings only; lexical features "
+                          "need heads=[logistic] (or stage.run.lexical=null)")
     _, identity = resolve_target(ctx, "gguf", model, gguf_type) if calibration.get("fit_items") else (None, "none")
     inputs = {"encoder": embedder_dir(), "handwritten_heldout": domain_data.HANDWRITTEN_HELDOUT, "model": identity}
     inputs |= {f"handwritten_{path.stem}": path for path in domain_data.HANDWRITTEN_DEV}
@@ -155,25 +160,39 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
         log.info("label cleaning drops %d of %d queries", int(dropped.sum()), len(queries))
     x = {s: xq[(split == s) & ~dropped] for s in domain_data.SPLITS}
     y = {s: labels[(split == s) & ~dropped] for s in domain_data.SPLITS}
+    texts = {s: [q.text for q, keep in zip(queries, (split == s) & ~dropped) if keep] for s in domain_data.SPLITS}
     weight = None
     if handwritten_weight:  # casual phrasing the benchmarks lack, up-weighted against ~3,000 benchmark rows
         x["train"] = np.vstack([x["train"], hand_xy["handwritten"][0]])
         y["train"] = np.concatenate([y["train"], hand_xy["handwritten"][1]])
+        texts["train"] += [q.text for q in hand["handwritten"]]
         weight = np.concatenate([np.ones(len(y["train"]) - len(hand["handwritten"])),
                                  np.full(len(hand["handwritten"]), float(handwritten_weight))])
+    raw_test = split == "test"  # the test split before cleaning: labels exactly as the rules gave them
+    x_raw_test = xq[raw_test]
+    features = None
+    if lexical:  # vocabularies and IDF from the train rows only; every row becomes [embedding | lexical]
+        features = LexicalFeatures.fit(texts["train"], dict(lexical["ngrams"]), int(lexical.get("min_df", 2)),
+                                       float(lexical.get("scale", 1.0)))
+        x = {s: combine(x[s], features, texts[s]) for s in domain_data.SPLITS}
+        hand_xy = {name: (combine(v, features, [q.text for q in hand[name]]), labels_)
+                   for name, (v, labels_) in hand_xy.items()}
+        x_raw_test = combine(x_raw_test, features, [q.text for q, t in zip(queries, raw_test) if t])
+        log.info("lexical features: %d terms (%s)", features.size, dict(lexical["ngrams"]))
     head, comparison = fit_heads(x, y, len(names), list(heads), dict(mlp), seed, class_weight, weight)
     report, matrix = domain_report(head, x["test"], y["test"], names, hand_xy)
-    raw_test = split == "test"  # the test split before cleaning: labels exactly as the rules gave them
-    report["test_uncleaned"] = _accuracy(head.probabilities(xq[raw_test]).argmax(1), labels[raw_test])
+    report["test_uncleaned"] = _accuracy(head.probabilities(x_raw_test).argmax(1), labels[raw_test])
 
     with ctx.create_artifact(inputs) as out:
         head.save(out.dir / "head.npz")
+        lexical_spec = features.save(out.dir / LEXICAL_FILE) if features is not None else None
         plots.confusion_png(out.dir / "confusion.png", matrix, names,
                             f"Domain router ({head.kind}) on {len(y['test'])} test queries")
         calibration_report = (calibrate_confidence(ctx, model, gguf_type, calibration, val_share, test_share, seed,
                                                    out.dir) if calibration.get("fit_items") else None)
         spec = {"domains": names, "head": "head.npz", "head_kind": head.kind, "encoder": encoder.identity,
-                "threshold": float(threshold), "min_domain_probability": float(min_domain_probability),
+                "lexical": lexical_spec, "threshold": float(threshold),
+                "min_domain_probability": float(min_domain_probability),
                 "calibrator": calibration_report["calibrator"] if calibration_report else None,
                 "confidence_model": calibration_report["model"] if calibration_report else None}
         (out.dir / SPEC_FILE).write_text(json.dumps(spec, indent=2))
@@ -189,7 +208,8 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
             for q, gone in zip(queries, dropped):
                 fh.write(json.dumps({"text": q.text, "domain": q.domain, "source": q.source, "split": q.split}
                                     | ({"dropped": "cleaning"} if gone else {})) + "\n")
-        size_mb = sum(f.stat().st_size for f in (out.dir / "head.npz", out.dir / SPEC_FILE)) / 1e6
+        size_mb = sum(f.stat().st_size for f in (out.dir / "head.npz", out.dir / SPEC_FILE, out.dir / LEXICAL_FILE)
+                      if f.is_file()) / 1e6
         out.metrics.update(_metrics(report, comparison, head.kind, calibration_report, size_mb))
         kept = [q for q, gone in zip(queries, dropped) if not gone]
         out.extra["data"] = {"domains": domains, "queries": {s: int(((split == s) & ~dropped).sum())
