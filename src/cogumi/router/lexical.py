@@ -7,6 +7,9 @@ as one input row. Measured by leave-one-file-out over the dev hand-written files
 The vocabularies and IDF weights are fitted on the router's train rows and stored as plain arrays
 (`lexical.npz`, no pickle); `transform` recomputes scikit-learn's TfidfVectorizer(sublinear_tf=True,
 norm="l2") from them with scikit-learn's own analyzers, so a served query is featurized exactly as in training.
+Why not a TfidfVectorizer rebuilt with the stored vocabulary and `idf_`: it gives the same rows (max
+difference 6e-8 on the 1,218 hand-written queries) but costs 0.93 ms per one-query call against 0.23 ms
+here, a seventh of the 5-ms decide budget. tests/test_router_lexical.py holds the two to the same values.
 """
 
 import math
