@@ -4,7 +4,7 @@ A figure without its item count and interval cannot decide anything (two point e
 side are not a comparison), so every suite metric, gate check and routing figure goes through here.
 
 - `proportion` / `mean_estimate`: a 95% interval on one run (Wilson for 0/1 scores, bootstrap else).
-- `ratio_of_sums`: a ratio of paired totals (a speed-up over the same chunks of work).
+- `ratio_of_sums`: a ratio of paired totals (a speed-up over the same pieces of work).
 - `compare_paired`: candidate vs reference on the *same items*: exact McNemar for 0/1 scores, a
   sign-flip permutation test otherwise; the interval is the bootstrap interval of the mean difference.
 """

@@ -48,6 +48,14 @@ def common_prefix(a: list[int], b: list[int], limit: int | None = None) -> int:
     return same
 
 
+def _rows_by_owner(scored: list[tuple], owners: list) -> dict:
+    """The scored rows of one decode grouped by their owner (a continuation, or an item's option), in order."""
+    grouped: dict = {}
+    for row, owner in zip(scored, owners):
+        grouped.setdefault(owner, []).append(row)
+    return grouped
+
+
 class MultiSequenceScorer:
     """Scores continuations of one context on a llama.cpp context with `n_seq` sequences."""
 
@@ -137,10 +145,9 @@ class MultiSequenceScorer:
             for offset, token in enumerate(continuation[:-1]):
                 entries.append((token, len(context) + offset, (seq,), (continuation[offset + 1],)))
                 owners.append(index)
-        scored = self._decode(entries)
-        for k, (seq, index) in enumerate(zip(range(1, len(group) + 1), group)):
-            own = [row for row, owner in zip(scored, owners) if owner == index]
-            results[index] = self._result(first, k, own)
+        rows_of = _rows_by_owner(self._decode(entries), owners)
+        for seq, index in enumerate(group, start=1):
+            results[index] = self._result(first, seq - 1, rows_of.get(index, []))
             self._llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
 
     def _result(self, first: tuple, option: int, rows: list[tuple]) -> tuple:
@@ -197,9 +204,7 @@ class MultiSequenceScorer:
         scored = self._decode(entries)
         for s in range(1, seq):
             self._llama_cpp.llama_memory_seq_rm(self.memory, s, -1, -1)
-        rows_of: dict[tuple[int, int], list[tuple]] = {}
-        for row, owner in zip(scored, owners):
-            rows_of.setdefault(owner, []).append(row)
+        rows_of = _rows_by_owner(scored, owners)
         for index in wave:
             first = rows_of[(index, -1)][0]
             results[index] = [self._result(first, option, rows_of.get((index, option), []))
