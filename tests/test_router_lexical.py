@@ -34,6 +34,32 @@ def test_transform_matches_scikit_learn_tfidf_and_survives_save_and_load(tmp_pat
     np.testing.assert_array_equal(again.transform(TEXTS).toarray(), lexical.transform(TEXTS).toarray())
 
 
+def test_head_parts_give_the_logits_of_the_stacked_row():
+    """A served query multiplies its embedding and its lexical row by their own weight slices (no sparse
+    hstack); the logits must equal those of the stacked [embedding | lexical] row, for a logistic head and
+    for a head with a hidden layer, and must not be those of a head whose slices are swapped."""
+    from scipy import sparse
+
+    from cogumi.router.heads import Head
+
+    lexical = LexicalFeatures.fit(TEXTS, NGRAMS, min_df=2, scale=0.5)
+    rng = np.random.default_rng(3)
+    queries = TEXTS[:4] + ["an unseen query about git", "zzz"]
+    dense = rng.normal(size=(len(queries), 16)).astype(np.float32)
+    rows = lexical.transform(queries)
+    stacked = sparse.hstack([sparse.csr_matrix(dense), rows], format="csr")
+    width = 16 + lexical.size
+    for sizes in ([width, 5], [width, 7, 5]):
+        layers = [(rng.normal(size=(a, b)).astype(np.float32), rng.normal(size=b).astype(np.float32))
+                  for a, b in zip(sizes[:-1], sizes[1:])]
+        head = Head("logistic" if len(layers) == 1 else "mlp", layers)
+        np.testing.assert_allclose(head.logits_parts(dense, rows), head.logits(stacked), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(head.probabilities_parts(dense, rows), head.probabilities(stacked), atol=1e-6)
+        w, b = layers[0]
+        shifted = Head(head.kind, [(np.roll(w, 1, axis=0), b)] + layers[1:])
+        assert not np.allclose(shifted.logits_parts(dense, rows), head.logits(stacked), atol=1e-3)
+
+
 def test_an_unknown_ngram_kind_is_a_config_error():
     with pytest.raises(ConfigError, match="lexical.ngrams.chars"):
         LexicalFeatures.fit(TEXTS, {"chars": [2, 5]})
