@@ -1,6 +1,7 @@
 """The embedded student end to end: it loads, answers, and the perplexity stage behaves as a stage."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,3 +95,25 @@ def test_gate_steps_are_verdicts_other_steps_must_succeed():
     assert gates and all("stage=gate" in s.shown for s in gates)
     assert all(not s.gate for s in steps if "stage=gate" not in s.shown)
     assert all(s.command[2] == "experiments=embedded" for s in steps)
+
+
+def test_a_pipeline_the_disk_cannot_hold_fails_before_its_first_step(outputs):
+    from cogumi.pipeline import PipelineError, run_pipeline
+
+    with pytest.raises(PipelineError, match=r"GiB free.*pipeline\.disk_gib"):
+        run_pipeline("embedded", ["pipeline.disk_gib=1000000"])
+    assert not any(outputs.rglob("manifest.json")), "no step may run when the disk cannot hold the run"
+
+
+def test_what_a_resumed_pipeline_already_wrote_counts_towards_its_disk_figure(outputs):
+    from cogumi.pipeline import PipelineError, check_free_disk, tree_gib
+
+    free = shutil.disk_usage(outputs.parent).free / 2**30
+    (outputs / "artifacts").mkdir(parents=True, exist_ok=True)
+    (outputs / "artifacts" / "weights.bin").write_bytes(b"\0" * 2**20)
+    present = tree_gib(outputs)
+    assert present == pytest.approx(2**-10)
+    # A run that needs the free space plus what is already written still fits; a bigger one does not.
+    check_free_disk(outputs, free + present - 0.5, "embedded")
+    with pytest.raises(PipelineError, match="GiB of it already there"):
+        check_free_disk(outputs, free + present + 1.0, "embedded")

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,10 +47,16 @@ class PipelineStep:
         return " ".join(shlex.quote(c) for c in [Path(self.command[1]).name, *self.command[2:]])
 
 
-def pipeline_steps(experiment: str, overrides: list[str]) -> list[PipelineStep]:
-    """Steps are `"<entry> <overrides>"` strings, or `{run: "<entry> <overrides>", gate: true}`."""
+def _pipeline_config(experiment: str, overrides: list[str]):
     cfg = compose_entry("evaluate", [f"experiments={experiment}", *overrides])
-    steps = (cfg.get("pipeline") or {}).get("steps")
+    return cfg.get("pipeline") or {}
+
+
+def pipeline_steps(experiment: str, overrides: list[str], pipeline_cfg=None) -> list[PipelineStep]:
+    """Steps are `"<entry> <overrides>"` strings, or `{run: "<entry> <overrides>", gate: true}`."""
+    if pipeline_cfg is None:
+        pipeline_cfg = _pipeline_config(experiment, overrides)
+    steps = pipeline_cfg.get("steps")
     if not steps:
         raise ConfigError(f"experiments/{experiment}.yaml defines no pipeline.steps")
     parsed = []
@@ -63,8 +70,37 @@ def pipeline_steps(experiment: str, overrides: list[str]) -> list[PipelineStep]:
     return parsed
 
 
+def tree_gib(folder: Path) -> float:
+    if not folder.exists():
+        return 0.0
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink()) / 2**30
+
+
+def check_free_disk(outputs: Path, disk_gib: float | None, experiment: str) -> None:
+    """Fail before the first step when the outputs' disk cannot hold what the run still has to write.
+
+    A full disk otherwise shows up twenty minutes in, as an I/O error inside some library's save.
+    What is already in outputs/ counts towards the preset's figure: a resumed run writes less.
+    """
+    if not disk_gib:
+        return
+    present = tree_gib(outputs)
+    probe = outputs if outputs.exists() else next(p for p in outputs.parents if p.exists())
+    free = shutil.disk_usage(probe).free / 2**30
+    needed = max(disk_gib - present, 0.0)
+    if free < needed:
+        raise PipelineError(
+            f"{outputs} is on a disk with {free:.1f} GiB free, but experiments/{experiment}.yaml's pipeline "
+            f"writes up to {disk_gib:g} GiB (pipeline.disk_gib; {present:.1f} GiB of it already there): free "
+            f"{needed - free:.1f} GiB or point COGUMI_OUTPUTS at a larger disk")
+    log.info("disk: %.1f GiB free at %s, the pipeline needs up to %.1f GiB more", free, probe, needed)
+
+
 def run_pipeline(experiment: str, overrides: list[str], dry_run: bool = False) -> list[StepOutcome]:
-    steps = pipeline_steps(experiment, overrides)
+    pipeline_cfg = _pipeline_config(experiment, overrides)
+    steps = pipeline_steps(experiment, overrides, pipeline_cfg)
+    if not dry_run:
+        check_free_disk(outputs_dir(), pipeline_cfg.get("disk_gib"), experiment)
     run_id = f"{experiment}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     started = time.time()
     outcomes = []
@@ -85,8 +121,8 @@ def run_pipeline(experiment: str, overrides: list[str], dry_run: bool = False) -
         command = " ".join(["python -m cogumi pipeline", f"--experiment {experiment}", *map(shlex.quote, overrides)])
         report = write_report(outputs_dir() / "reports" / run_id, experiment, run_id, command, outcomes, total)
         failed = [o.command for o in outcomes if o.verdict == "FAIL"]
-        log.info("pipeline '%s' finished in %.0f s; gates failed: %s; report: %s", experiment, total,
-                 failed or "none", report)
+        log.info("pipeline '%s' finished in %.0f s; gates failed: %s; outputs hold %.2f GiB; report: %s",
+                 experiment, total, failed or "none", tree_gib(outputs_dir()), report)
         log.info("closing table (also in %s):\n%s", report, closing_table(outcomes, total))
     return outcomes
 
