@@ -172,6 +172,9 @@ def test_cascade_then_modifier_on_the_embedded_model(outputs, embedded_model):
     # 4 items can never show a significant gain: the modifier must not be promoted.
     assert modifier.metrics["gate_passed"] == 0
     assert not (outputs / "artifacts" / "promoted" / "modifier-automation.json").exists()
+    fit, = [m.parent for m in (outputs / "artifacts" / "modifier_fit").glob("*/manifest.json")]
+    assert (fit / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (fit / "model").exists(), "a modifier's fit keeps its adapter, not a merged 0.5 GB copy"
 
 
 def test_the_base_gguf_is_the_one_made_from_the_student_and_promotion_falls_back_to_sft(tmp_path, caplog):

@@ -71,11 +71,12 @@ def run_fingerprint(ctx: StageContext, inputs: dict) -> str:
 
 def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_records: list[dict],
              inputs: dict, settings: FinetuneSettings, extra: dict | None = None,
-             keep_zeros: bool = False, encode=encode_records) -> Artifact:
+             keep_zeros: bool = False, encode=encode_records, merge: bool = True) -> Artifact:
     """Fine-tune `model_ref` with LoRA on the records and write the model artifact.
 
     `encode(tokenizer, records, seq_len) -> list[Example]`: chat records by default (reply-only loss);
-    recovery passes plain-text documents (every token a target)."""
+    recovery passes plain-text documents (every token a target). `merge=False` keeps only the adapter
+    (a modifier is served as a LoRA on its base, so a merged copy would be 0.5 GB that nothing reads)."""
     import lightning as L
 
     from cogumi.models import load_causal_lm
@@ -138,7 +139,7 @@ def finetune(ctx: StageContext, model_ref: str, train_records: list[dict], val_r
         trainer.strategy.barrier("artifact")
         return ctx.up_to_date(inputs)
     with ctx.create_artifact(inputs) as out:
-        save_adapter_and_merged(peft_model, tokenizer, source, hardware, out.dir, keep_zeros)
+        save_adapter_and_merged(peft_model, tokenizer, source, hardware, out.dir, keep_zeros, merge)
         plot_losses(losses, untrained, best_val, out.dir / "loss.png")
         throughput = callback(trainer, TokenThroughput)
         out.metrics.update({

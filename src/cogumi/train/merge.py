@@ -34,12 +34,15 @@ def merged_model(base_source: str, adapter_dir: Path, dtype, keep_zeros: bool = 
 
 
 def save_adapter_and_merged(peft_model, tokenizer, base_source: str, hardware: HardwareSpec, out_dir: Path,
-                            keep_zeros: bool = False) -> None:
+                            keep_zeros: bool = False, merge: bool = True) -> None:
     import torch
 
     adapter_dir, model_dir = out_dir / "adapter", out_dir / "model"
     peft_model.save_pretrained(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
+    if not merge:
+        log.info("saved adapter to %s (no merged model: its consumer applies the adapter)", adapter_dir)
+        return
     # A 4-bit run computes in bf16/fp16; the merged folder keeps the profile's load dtype (fp32 on CPU).
     dtype = getattr(torch, hardware.dtype)
     merged = merged_model(base_source, adapter_dir, dtype, keep_zeros)

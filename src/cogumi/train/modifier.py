@@ -3,10 +3,11 @@
 Setup → fit → package → compare, top to bottom: the cascade's data for this domain (+ a replay
 slice of the curated set) trains a LoRA on the promoted student (latest:sft, with a warning, when
 nothing is promoted) with the shared fine-tune recipe — that fit is cached as a `modifier_fit`
-artifact (adapter + merged model). The modifier artifact holds the PEFT adapter, the GGUF LoRA made
-by llama.cpp's converter, and the card; it compares base GGUF vs base GGUF + LoRA on the gating
-half of its own tasks and of other domains' (paired, with intervals), and promotes itself as
-`promoted:modifier-<d>` only when `promote` is on and the verdict passes.
+artifact (the adapter only: a modifier is served as a LoRA on its base, so nothing reads a merged
+copy). The modifier artifact holds the PEFT adapter, the GGUF LoRA made by llama.cpp's converter,
+and the card; it compares base GGUF vs base GGUF + LoRA on the gating half of its own tasks and of
+other domains' (paired, with intervals), and promotes itself as `promoted:modifier-<d>` only when
+`promote` is on and the verdict passes.
 """
 
 import json
@@ -77,7 +78,7 @@ def run(ctx: StageContext, domain: dict, model: str, dataset: str | None, replay
 
     fitter = fit_context(ctx)
     fit = fitter.up_to_date(fit_inputs) or finetune(
-        fitter, student, train, val, fit_inputs, settings,
+        fitter, student, train, val, fit_inputs, settings, merge=False,
         extra={"domain": spec.name, "targeted_records": len(targeted), "replayed_records": len(train) - len(targeted)})
     inputs = {"fit": fit, "base_gguf": base_gguf}
     previous = ctx.up_to_date(inputs)
