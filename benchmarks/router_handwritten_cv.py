@@ -1,7 +1,7 @@
 """Leave-one-file-out cross-validation of the router's head over the DEV hand-written files.
 
-Chooses router levers on dev data only (HELDOUT.md): each earlier hand-written file (sets 1-3 held out
-once, the boundary file) is held in turn and scored by a logistic head fitted on the artifact's train split
+Chooses router levers on dev data only (HELDOUT.md): each earlier hand-written file (sets 1-4 held out
+once, the boundary file, dev_2) is held in turn and scored by a logistic head fitted on the artifact's train split
 (cleaned rows dropped, as the stage fits) plus the other dev files at `--weight`; the newest dev file
 (`--always`, written this sitting) is always in the fit, minus its queries too close to the held file
 (MiniLM 6-layer cosine > 0.70 or word Jaccard > 0.5, the leakage guard a fresh set gets). Each run is
@@ -10,7 +10,8 @@ compared, paired, with the first (McNemar). Also the test split of a head fitted
 (domain_data.HANDWRITTEN_HELDOUT) is never read. Prints JSON, writes benchmarks/results/router_handwritten_cv.json.
 
     .venv/bin/python benchmarks/router_handwritten_cv.py --router <router artifact folder> \\
-        --runs "weight=10;weight=10,lexical=wc,always" [--min-domain-probability 0.4]
+        --runs "weight=10,lexical=wc,scale=0.5;weight=10,lexical=wc,scale=0.5,always,c=20" \\
+        [--min-domain-probability 0.3]
 """
 
 import argparse
@@ -39,7 +40,7 @@ def too_close(texts: list[str], vectors: np.ndarray, held_texts: list[str], held
 
 
 def parse_run(text: str) -> dict:
-    run = {"weight": 10.0, "lexical": "", "scale": 1.0, "always": False}
+    run = {"weight": 10.0, "lexical": "", "scale": 1.0, "always": False, "c": None}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         run[key] = True if key == "always" else (value if key == "lexical" else float(value))
@@ -50,7 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--router", required=True, help="a router artifact folder (its splits.jsonl and encoder)")
     parser.add_argument("--runs", default="weight=10;weight=10,always;weight=10,lexical=wc,always",
-                        help="';'-separated runs: weight=W, lexical=w|c|wc, scale=S, always (fit the newest file)")
+                        help="';'-separated runs: weight=W, lexical=w|c|wc, scale=S, c=C (else --c), "
+                             "always (fit the newest file)")
     parser.add_argument("--c", type=float, default=10.0)
     parser.add_argument("--min-domain-probability", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=2)
@@ -102,7 +104,7 @@ def main() -> None:
         if run["lexical"]:
             ngrams = {k: v for key in run["lexical"] for k, v in NGRAMS[key].items()}
             lexical = LexicalFeatures.fit(texts, ngrams, min_df=2, scale=run["scale"])
-        head = train_logistic(combine(x, lexical, texts), y, len(names), c=args.c, seed=1234,
+        head = train_logistic(combine(x, lexical, texts), y, len(names), c=run["c"] or args.c, seed=1234,
                               class_weight="balanced", sample_weight=w)
         return head.probabilities(combine(eval_x, lexical, eval_texts))
 

@@ -56,6 +56,17 @@ def test_heldout_sets_are_large_varied_sourced_and_new():
     assert not {t.text.lower() for t in turns if t.source["written"] != "fifth"} & {t.text.lower() for t in fifth}
 
 
+def test_logistic_c_reaches_the_head():
+    from cogumi.router.train_router import fit_heads
+
+    rng = np.random.default_rng(4)
+    x, y = _clusters(rng)
+    data, labels = {"train": x, "val": x, "test": x}, {"train": y, "val": y, "test": y}
+    strong, _ = fit_heads(data, labels, 3, ["logistic"], {}, 0, logistic_c=0.01)
+    weak, _ = fit_heads(data, labels, 3, ["logistic"], {}, 0, logistic_c=100.0)
+    assert np.linalg.norm(strong.layers[0][0]) < 0.5 * np.linalg.norm(weak.layers[0][0])
+
+
 def test_weighted_rows_move_the_logistic_head():
     from cogumi.router.train_router import fit_heads
 

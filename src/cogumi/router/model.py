@@ -93,10 +93,10 @@ class Router:
         """Predictions from the texts' embeddings (and the texts themselves when the head reads lexical features)."""
         if self.lexical is not None and (texts is None or len(texts) != len(vectors)):
             raise ArtifactError(f"{self.folder}: this router also reads lexical features: pass the texts")
-        probabilities = (self.head.probabilities(vectors) if self.lexical is None else
-                         self.head.probabilities_parts(vectors, self.lexical.transform(texts)))
+        rows = (self.head.probabilities(vectors) if self.lexical is None else
+                self.head.probabilities_parts(vectors, self.lexical.transform(texts)))
         predictions = []
-        for row in probabilities:
+        for row in rows:
             probabilities = {d: round(float(p), 4) for d, p in zip(self.domains, row)}
             best = int(row.argmax())
             domain = self.domains[best] if row[best] >= self.min_domain_probability else policy.UNKNOWN_DOMAIN

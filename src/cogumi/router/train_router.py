@@ -36,11 +36,13 @@ def _accuracy(predicted, truth) -> dict:
 
 
 def fit_heads(x: dict, y: dict, n_classes: int, kinds: list[str], mlp: dict, seed: int,
-              class_weight: str | None = None, weight: np.ndarray | None = None) -> tuple[Head, dict]:
+              class_weight: str | None = None, weight: np.ndarray | None = None,
+              logistic_c: float = 10.0) -> tuple[Head, dict]:
     """Every head kind trained on `train` (rows weighted by `weight`; the MLP repeats a row round(weight)
-    times), scored on `val`; the best one (ties: the first kind)."""
+    times), scored on `val`; the best one (ties: the first kind). `logistic_c`: the logistic head's inverse
+    regularization strength."""
     repeat = np.ones(len(y["train"]), dtype=int) if weight is None else np.maximum(np.rint(weight), 1).astype(int)
-    trainers = {"logistic": lambda: train_logistic(x["train"], y["train"], n_classes, seed=seed,
+    trainers = {"logistic": lambda: train_logistic(x["train"], y["train"], n_classes, c=logistic_c, seed=seed,
                                                    class_weight=class_weight, sample_weight=weight),
                 "mlp": lambda: train_mlp(np.repeat(x["train"], repeat, axis=0), np.repeat(y["train"], repeat),
                                          n_classes, seed=seed, **mlp)}
@@ -122,7 +124,8 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
         heads: list[str], mlp: dict, threshold: float, min_domain_probability: float, model: str,
         gguf_type: str | None, calibration: dict, labelling: list | None = None, encoder_layers: int | None = None,
         encoder_quantize: str | None = None, cleaning: dict | None = None, class_weight: str | None = None,
-        handwritten_weight: float = 0.0, lexical: dict | None = None, seed: int = 1234) -> Artifact:
+        handwritten_weight: float = 0.0, lexical: dict | None = None, logistic_c: float = 10.0,
+        seed: int = 1234) -> Artifact:
     domains = {d: list(names) for d, names in domains.items()}
     names = list(domains)
     if lexical and "mlp" in heads:
@@ -179,7 +182,7 @@ def run(ctx: StageContext, domains: dict, sources: dict, per_domain: int, val_sh
                    for name, (v, labels_) in hand_xy.items()}
         x_raw_test = combine(x_raw_test, features, [q.text for q, t in zip(queries, raw_test) if t])
         log.info("lexical features: %d terms (%s)", features.size, dict(lexical["ngrams"]))
-    head, comparison = fit_heads(x, y, len(names), list(heads), dict(mlp), seed, class_weight, weight)
+    head, comparison = fit_heads(x, y, len(names), list(heads), dict(mlp), seed, class_weight, weight, logistic_c)
     report, matrix = domain_report(head, x["test"], y["test"], names, hand_xy)
     report["test_uncleaned"] = _accuracy(head.probabilities(x_raw_test).argmax(1), labels[raw_test])
 
