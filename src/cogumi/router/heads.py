@@ -24,11 +24,8 @@ class Head:
     def logits(self, x) -> np.ndarray:
         """x: dense rows, or scipy sparse rows (embedding + lexical features; the product is dense)."""
         h = x if hasattr(x, "tocsr") else np.asarray(x, dtype=np.float32)
-        for i, (w, b) in enumerate(self.layers):
-            h = h @ w + b
-            if i < len(self.layers) - 1:
-                h = np.maximum(h, 0.0)
-        return h
+        w, b = self.layers[0]
+        return self._after_first_layer(h @ w + b)
 
     def logits_parts(self, dense: np.ndarray, extra) -> np.ndarray:
         """The logits of the row [dense | extra] without building it: the first layer's weight rows are split
@@ -38,7 +35,10 @@ class Head:
         dense = np.asarray(dense, dtype=np.float32)
         width = dense.shape[1]
         w, b = self.layers[0]
-        h = dense @ w[:width] + np.asarray(extra @ w[width:]) + b
+        return self._after_first_layer(dense @ w[:width] + np.asarray(extra @ w[width:]) + b)
+
+    def _after_first_layer(self, h: np.ndarray) -> np.ndarray:
+        """The remaining layers, each after a ReLU (none for the one-layer logistic head)."""
         for w, b in self.layers[1:]:
             h = np.maximum(h, 0.0) @ w + b
         return h
