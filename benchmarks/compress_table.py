@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "compress_table.json"
 W4A16_RESULTS = ROOT / "benchmarks" / "results" / "gptq_awq_table.json"
@@ -242,9 +244,7 @@ def _finish(args, rows: list[dict], path: Path, bf16_mb: float) -> None:
               "command": "python benchmarks/compress_table.py " + " ".join(sys.argv[1:]),
               **({} if args.w4a16_only else {"llama_kld_chunks": args.kld_chunks, "imatrix_chunks": args.imatrix_chunks,
                                               "anchor": "llama.cpp Llama-3-8B Q4_K_M: 29 % of F16 size at KLD 0.031"})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(result, path)
 
 
 def _pruned_packs(work: Path, level: int, bf16_mb: float) -> list[dict]:

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_result
+
 RESULTS = Path(__file__).parent / "results" / "dedup_throughput.json"
 
 
@@ -135,9 +137,7 @@ def main() -> None:
             corpus.unlink()
     summary = {"benchmark": "dedup_throughput", "doc_bytes": 1000, "dup_share": args.dup_share,
                "cpu_count": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "results": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+    write_result(summary, RESULTS)
 
 
 if __name__ == "__main__":

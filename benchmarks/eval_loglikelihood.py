@@ -11,7 +11,7 @@ rounds, resampled within each set (the mix of sets is fixed). Keeping each side'
 this script did before, favoured the side with the shorter rounds: a 10-s round finds a quiet spell
 more often than a 30-s one.
 
-    .venv/bin/python benchmarks/eval_loglikelihood.py [--items 100] [--repeats 3]
+    .venv/bin/python benchmarks/eval_loglikelihood.py [--items 100] [--repeats 3] [--hf-dtype bfloat16 --out F]
 """
 
 import argparse
@@ -20,6 +20,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+from results_file import write_result
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -91,9 +93,13 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100, help="items per set (3 sets)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--hf-batch-size", type=int, default=8)
+    parser.add_argument("--hf-dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="the baseline's dtype: fp32 is lm-eval's CPU default; bfloat16 checks that the speed-up "
+                             "is not just BF16 arithmetic (this CPU has AVX512-BF16)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per set, both sides back to back")
     parser.add_argument("--gguf-type", default="BF16", choices=["F16", "BF16", "F32"],
                         help="the GGUF export of the same HF weights (BF16: ~1.5x F16's prompt speed on AVX512-BF16 CPUs)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     import torch
     from lm_eval.models.huggingface import HFLM
@@ -107,7 +113,7 @@ def main() -> None:
     folder = embedded_model_dir()
     with tempfile.TemporaryDirectory() as scratch:
         gguf = LlamaCppLM(str(gguf_export(folder, Path(scratch), args.gguf_type)), n_ctx=2048, n_threads=args.threads)
-        hf = HFLM(pretrained=str(folder), dtype="float32", device="cpu", batch_size=args.hf_batch_size)
+        hf = HFLM(pretrained=str(folder), dtype=args.hf_dtype, device="cpu", batch_size=args.hf_batch_size)
         runs = run_rounds([gguf, hf], per_set, args.repeats)
 
     def picks(scores, groups):
@@ -139,7 +145,7 @@ def main() -> None:
     hf_cpu, gguf_cpu = sum(c for _, c in h_all), sum(c for _, c in g_all)
     same = proportion(sum(all_same), items)
     result = {
-        "sets": list(per_set), "part": "mine", "weights": f"HF fp32 vs its {args.gguf_type} GGUF export",
+        "sets": list(per_set), "part": "mine", "weights": f"HF {args.hf_dtype} vs its {args.gguf_type} GGUF export",
         "gguf_type": args.gguf_type, "items": items, "threads": args.threads, "repeats": args.repeats,
         "per_set": sets,
         "hf_items_per_s": round(args.repeats * items / hf_s, 2), "gguf_items_per_s": round(args.repeats * items / gguf_s, 2),
@@ -154,9 +160,7 @@ def main() -> None:
                   "same_choice >= 0.98": same.value >= 0.98},
         "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

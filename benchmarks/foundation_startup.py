@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from results_file import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,9 +39,7 @@ def main() -> None:
     worst = max(v["median_s"] for k, v in results.items() if k.startswith(("bad_", "wrong_")))
     results["goal_bad_override_under_3s"] = worst < 3.0
     out = ROOT / "benchmarks" / "results" / "foundation_startup.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    write_result(results, out)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from results_file import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "gptq_layer_error.json"
 
@@ -109,9 +111,7 @@ def main() -> None:
     result = {"model": "SmolLM2-135M-Instruct (embedded, base)", "heldout_tokens": heldout_tokens,
               "scheme": "W4 symmetric group 64, minmax scales, actorder static", "rows": rows,
               "command": "python benchmarks/gptq_layer_error.py " + " ".join(sys.argv[1:])}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(result, RESULTS)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from cogumi.assets import converter_dir, embedded_model_dir  # noqa: E402
 from cogumi.compress.gguf_export import convert_hf_to_gguf, quantize_gguf  # noqa: E402
 from cogumi.modifiers.gguf_lora import convert_lora, size_mb  # noqa: E402
 
+from results_file import write_result  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET_SETS = {"all": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                "qkvo": ["q_proj", "k_proj", "v_proj", "o_proj"], "qv": ["q_proj", "v_proj"],
@@ -197,9 +199,7 @@ def main() -> None:
         if sizes:
             result["adapter_mb_by_rank"] = sizes
     result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, out)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from results_file import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "router_handwritten_cv.json"
 NGRAMS = {"w": {"word": [1, 2]}, "c": {"char": [2, 5]}}
@@ -139,9 +141,7 @@ def main() -> None:
             for f, lo, hi in zip(held_files, sizes[:-1], sizes[1:]):
                 paired[f] = compare_paired(hit[lo:hi].astype(float), hits_by[reference][lo:hi].astype(float)).__dict__
             result["runs"][label][f"paired_vs_{reference}"] = paired
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=str))
-    json.dump(result, sys.stdout, indent=2, default=str)
+    write_result(result, RESULTS)
     print()
 
 

@@ -11,13 +11,13 @@ Queries: the dev hand-written files (never the held-out file).
 """
 
 import argparse
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from results_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "router_head_parts.json"
@@ -72,9 +72,7 @@ def main() -> None:
               "paired_difference_ms": {"p50": round(float(np.percentile(b - a, 50)), 4),
                                        "mean": round(float((b - a).mean()), 4)},
               "max_probability_difference": diff}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    json.dump(result, sys.stdout, indent=2)
+    write_result(result, RESULTS)
     print()
 
 

@@ -10,13 +10,13 @@ encode (head + policy). Also times `EscalationDetector.score` when an artifact e
 """
 
 import argparse
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from results_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "router_latency.json"
@@ -79,9 +79,7 @@ def main() -> None:
     result["goal_p95_ms"] = 5.0
     result["best_decide_p95_ms"] = min(r["decide"]["p95_ms"] for r in result["runs"].values())
     result["meets_goal"] = result["best_decide_p95_ms"] <= 5.0
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    json.dump(result, sys.stdout, indent=2)
+    write_result(result, RESULTS)
     print()
 
 

@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from cogumi.serve.launch import running_server  # noqa: E402
 
+from results_file import write_result  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "serve_concurrency.json"
 PROMPTS = ["Write a long story about a lighthouse keeper.", "Explain in detail how a bicycle works.",
            "Describe the history of paper, step by step.", "Write a detailed recipe for bread.",
@@ -98,9 +100,7 @@ def main() -> None:
     result["goal_llama_server_ge_2x"] = result["llama_server_vs_in_process_tokens_per_s"] >= 2
     result["goal_zero_errors"] = result["in-process"]["errors"] == 0 and result["llama-server"]["errors"] == 0
     result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(result, RESULTS)
 
 
 if __name__ == "__main__":

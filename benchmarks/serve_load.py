@@ -33,6 +33,8 @@ from cogumi.paths import outputs_dir  # noqa: E402
 from cogumi.serve.launch import running_server  # noqa: E402
 from cogumi.serve.modifier_catalog import promoted_modifiers  # noqa: E402
 
+from results_file import write_result  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
 QUESTIONS = ["Say hi.", "Write a Python function that adds two numbers.", "What is 12 times 7?",
              "Name a planet.", "Give one tip for sleeping well."]
@@ -122,9 +124,7 @@ def main() -> None:
         result["configured_limits"]["ok"] == result["configured_limits"]["total"])
     # Other work on the machine moves absolute numbers a lot on 2 cores: record how busy it was.
     result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.with_name(f"serve_load_{args.engine}.json" if args.engine != "in-process" else RESULTS.name).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(result, RESULTS.with_name(f"serve_load_{args.engine}.json" if args.engine != "in-process" else RESULTS.name))
 
 
 if __name__ == "__main__":

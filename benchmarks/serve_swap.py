@@ -33,6 +33,8 @@ from cogumi.paths import outputs_dir  # noqa: E402
 from cogumi.serve.modifier_catalog import promoted_modifiers  # noqa: E402
 from cogumi.serve.runtime import GenerationParams  # noqa: E402
 
+from results_file import write_result  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "serve_swap.json"
 QUERIES = ["Write a Python function that merges two sorted lists.", "What is 17 times 23?",
            "If all cats are mammals and Tom is a cat, is Tom a mammal?", "Summarise the water cycle.",
@@ -125,9 +127,7 @@ def main() -> None:
               "swap": measure_swaps(files, args.rounds, args.threads), "router": measure_router(store, args.rounds)}
     result["goal_swap_p95_le_50ms"] = result["swap"]["swap_total_p95_ms"] <= 50
     result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(result, RESULTS)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from cogumi.assets import embedded_model_dir  # noqa: E402
 from cogumi.serve.launch import running_server  # noqa: E402
 
+from results_file import write_result  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "serve_throughput.json"
 PROMPTS = ["Explain why the sky is blue.", "Write a short story about a robot learning to paint.",
            "List five uses of a paperclip.", "What is the difference between a virus and a bacterium?"]
@@ -107,9 +109,7 @@ def main() -> None:
     result["goal_api_decode_ge_90pct_of_raw"] = result["api_vs_raw_decode"] >= 0.9
     # Other work on the machine moves absolute numbers a lot on 2 cores: record how busy it was.
     result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(result, Path(args.out))
 
 
 if __name__ == "__main__":

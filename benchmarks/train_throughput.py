@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_result
+
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
 
@@ -128,9 +130,7 @@ def main() -> None:
         "bf16_no_dropout_vs_fp32": round(variants["bf16-mixed_dropout0.0"]["tokens_per_s"] / packed["tokens_per_s"], 2),
         "wall_s": round(time.time() - started, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, RESULTS)
 
 
 if __name__ == "__main__":

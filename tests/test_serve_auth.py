@@ -63,6 +63,7 @@ def test_metrics_render_prometheus_text_and_the_log_omits_text_by_default(tmp_pa
     ("stage.run.port=0", "stage.run.port=0"),
     ("stage.run.host=0.0.0.0", "no API keys"),
     ("stage.run.limits.bogus=1", "bogus"),
+    ("stage.run.router_threads=0", "stage.run.router_threads=0"),
 ])
 def test_serve_config_mistakes_exit_2_before_loading(override, message, outputs, monkeypatch):
     monkeypatch.delenv("COGUMI_API_KEYS", raising=False)

@@ -158,11 +158,21 @@ def run(ctx: StageContext, model: str, host: str, port: int, keys_file: str | No
         limits: dict, request_log: str | None, log_prompts: bool, chat_page: bool, n_ctx: int | None,
         n_threads: int | None, engine: str, modifiers, router, escalation, mode: str | None, probe_tokens: int,
         max_resident_adapters: int, feedback_log: str | None, teacher: dict | None, llama_server: dict,
-        upstream: dict) -> Artifact:
+        upstream: dict, router_threads: int | None = None) -> Artifact:
     import uvicorn
 
     if not 0 < port < 65536:
         raise ConfigError(f"stage.run.port={port}: expected 1..65535")
+    if router_threads is not None and int(router_threads) < 1:
+        raise ConfigError(f"stage.run.router_threads={router_threads}: expected >= 1 (or null = torch's default)")
+    if router_threads:
+        # torch's thread count is per process, and in the server only the router's and the detector's
+        # encoder run on torch (generation is llama.cpp's own threads): one thread is the faster and
+        # steadier decide on 2 cores (benchmarks/router_latency.py), and leaves llama.cpp its cores.
+        # Set here, not in build_server, so a test that builds a server in pytest's process keeps its threads.
+        import torch
+
+        torch.set_num_threads(int(router_threads))
     app, served, info = build_server(
         ctx, model, keys_file, keys_env, limits, request_log, log_prompts, host, port, chat_page, n_ctx=n_ctx,
         n_threads=n_threads, engine=engine, modifiers=modifiers, router=router, escalation=escalation, mode=mode,
