@@ -167,8 +167,9 @@ def run(ctx: StageContext, model: str, host: str, port: int, keys_file: str | No
         raise ConfigError(f"stage.run.router_threads={router_threads}: expected >= 1 (or null = torch's default)")
     if router_threads:
         # torch's thread count is per process, and in the server only the router's and the detector's
-        # encoder run on torch (generation is llama.cpp's own threads): one thread is the faster and
-        # steadier decide on 2 cores (benchmarks/router_latency.py), and leaves llama.cpp its cores.
+        # encoder run on torch (generation runs on llama.cpp's own threads). Alone, 1 and 2 threads decide
+        # alike (p95 3.6-5.1 ms, 2 cores); beside a decoding llama.cpp, 2 torch threads wait on busy cores:
+        # decide p95 1 thread 4.6-8.3 ms vs 2 threads 15-237 ms (benchmarks/router_latency.py --beside-decode).
         # Set here, not in build_server, so a test that builds a server in pytest's process keeps its threads.
         import torch
 
