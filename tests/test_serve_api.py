@@ -80,6 +80,7 @@ def test_health_metrics_and_request_log_without_prompt_text(server, client):
     client.chat.completions.create(model="smollm2-135m", messages=QUESTION, max_tokens=2)
     health = httpx.get(f"{base_url}/health").json()
     assert health["status"] == "ok" and len(health["model_sha256"]) == 64
+    assert health["router_threads"] == 1  # stage.run.router_threads: torch's threads in the server process
     metrics = httpx.get(f"{base_url}/metrics").text
     assert 'cogumi_requests_total{endpoint="/v1/chat/completions",status="200"}' in metrics
     assert 'cogumi_requests_total{endpoint="/v1/chat/completions",status="401"}' in metrics

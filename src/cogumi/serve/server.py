@@ -94,7 +94,7 @@ def build_server(ctx: StageContext, model: str, keys_file: str | None, keys_env:
                  engine: str = "in-process", modifiers="promoted", router="auto", escalation="auto",
                  mode: str | None = None, probe_tokens: int = 8, max_resident_adapters: int = 8,
                  feedback_log: str | None = None, teacher: dict | None = None, llama_server: dict | None = None,
-                 upstream: dict | None = None):
+                 upstream: dict | None = None, router_threads: int | None = None):
     """(app, served model, info): everything but the socket, so tests and benchmarks share it."""
     from cogumi.serve.app import build_app
     from cogumi.serve.auth import KeyRing
@@ -141,7 +141,8 @@ def build_server(ctx: StageContext, model: str, keys_file: str | None, keys_env:
             "modifiers": {m.domain: str(m.artifact.ref if m.artifact else m.path) for m in loras},
             "router": router_artifact.ref if router_artifact else None,
             "escalation": escalation_artifact.ref if escalation_artifact else None,
-            "teacher": runtime.teacher.name if runtime.teacher else None, "feedback_log": feedback_log}
+            "teacher": runtime.teacher.name if runtime.teacher else None, "feedback_log": feedback_log,
+            "router_threads": router_threads}
     app = build_app(runtime, Gate(keys, limit_values, workers=chosen_engine.parallel),
                     RequestLog(request_log, log_prompts), info)
     if chat_page:
@@ -154,6 +155,22 @@ def build_server(ctx: StageContext, model: str, keys_file: str | None, keys_env:
     return app, served, info
 
 
+def apply_router_threads(router_threads: int | None) -> int | None:
+    """torch's thread count for this process (null = torch's default); the count now in force, or None."""
+    if router_threads is None:
+        return None
+    if int(router_threads) < 1:
+        raise ConfigError(f"stage.run.router_threads={router_threads}: expected >= 1 (or null = torch's default)")
+    # torch's thread count is per process, and in the server only the router's and the detector's
+    # encoder run on torch (generation runs on llama.cpp's own threads). Alone, 1 and 2 threads decide
+    # alike (p95 3.6-5.1 ms, 2 cores); beside a decoding llama.cpp, 2 torch threads wait on busy cores:
+    # decide p95 1 thread 4.6-8.3 ms vs 2 threads 15-237 ms (benchmarks/router_latency.py --beside-decode).
+    import torch
+
+    torch.set_num_threads(int(router_threads))
+    return torch.get_num_threads()
+
+
 def run(ctx: StageContext, model: str, host: str, port: int, keys_file: str | None, keys_env: str | None,
         limits: dict, request_log: str | None, log_prompts: bool, chat_page: bool, n_ctx: int | None,
         n_threads: int | None, engine: str, modifiers, router, escalation, mode: str | None, probe_tokens: int,
@@ -163,22 +180,13 @@ def run(ctx: StageContext, model: str, host: str, port: int, keys_file: str | No
 
     if not 0 < port < 65536:
         raise ConfigError(f"stage.run.port={port}: expected 1..65535")
-    if router_threads is not None and int(router_threads) < 1:
-        raise ConfigError(f"stage.run.router_threads={router_threads}: expected >= 1 (or null = torch's default)")
-    if router_threads:
-        # torch's thread count is per process, and in the server only the router's and the detector's
-        # encoder run on torch (generation runs on llama.cpp's own threads). Alone, 1 and 2 threads decide
-        # alike (p95 3.6-5.1 ms, 2 cores); beside a decoding llama.cpp, 2 torch threads wait on busy cores:
-        # decide p95 1 thread 4.6-8.3 ms vs 2 threads 15-237 ms (benchmarks/router_latency.py --beside-decode).
-        # Set here, not in build_server, so a test that builds a server in pytest's process keeps its threads.
-        import torch
-
-        torch.set_num_threads(int(router_threads))
+    # Set here, not in build_server, so a test that builds a server in pytest's process keeps its threads.
+    router_threads = apply_router_threads(router_threads)
     app, served, info = build_server(
         ctx, model, keys_file, keys_env, limits, request_log, log_prompts, host, port, chat_page, n_ctx=n_ctx,
         n_threads=n_threads, engine=engine, modifiers=modifiers, router=router, escalation=escalation, mode=mode,
         probe_tokens=probe_tokens, max_resident_adapters=max_resident_adapters, feedback_log=feedback_log,
-        teacher=teacher, llama_server=llama_server, upstream=upstream)
+        teacher=teacher, llama_server=llama_server, upstream=upstream, router_threads=router_threads)
     log.info("OpenAI API on http://%s:%d/v1 · chat page %s · request log %s", host, port,
              f"on http://{host}:{port}/chat/" if chat_page else "off", request_log)
     # uvicorn re-raises the stop signal after its graceful shutdown; turn it into an exception here so
