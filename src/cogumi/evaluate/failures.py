@@ -76,13 +76,14 @@ def cluster_failures(failures: list[dict], k_min: int, k_max: int, seed: int):
 
 def run(ctx: StageContext, model: str, kind: str, tasks: list[str], limit: int | None, limits: dict | None,
         part: str, max_gen_toks: int | None, k_min: int, k_max: int, label_with_teacher: bool,
-        judge_open_ended: bool, judge_limit: int, examples_per_cluster: int, seed: int = 1234) -> Artifact:
+        judge_open_ended: bool, judge_limit: int, examples_per_cluster: int, seed: int = 1234,
+        gguf_type: str | None = None) -> Artifact:
     if part == "gate":
         raise ConfigError("stage.run.part=gate: failures are mined on the mining half (mine), never the gates' half")
     if k_min < 2 or k_max < k_min:
         raise ConfigError(f"stage.run.k_min={k_min}, k_max={k_max}: need 2 <= k_min <= k_max")
     evaluated = suite.run_cached(ctx, model=model, kind=kind, tasks=list(tasks), limit=limit,
-                                 limits=limits, part=part, max_gen_toks=max_gen_toks, seed=seed)
+                                 limits=limits, part=part, max_gen_toks=max_gen_toks, seed=seed, gguf_type=gguf_type)
     inputs = {"suite": evaluated}
     if (previous := ctx.up_to_date(inputs)) is not None:
         return previous
