@@ -142,7 +142,6 @@ def main() -> None:
                 paired[f] = compare_paired(hit[lo:hi].astype(float), hits_by[reference][lo:hi].astype(float)).__dict__
             result["runs"][label][f"paired_vs_{reference}"] = paired
     write_result(result, RESULTS)
-    print()
 
 
 if __name__ == "__main__":

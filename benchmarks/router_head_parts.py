@@ -73,7 +73,6 @@ def main() -> None:
                                        "mean": round(float((b - a).mean()), 4)},
               "max_probability_difference": diff}
     write_result(result, RESULTS)
-    print()
 
 
 if __name__ == "__main__":

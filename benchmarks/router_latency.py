@@ -126,7 +126,6 @@ def main() -> None:
     result["best_decide_p95_ms"] = min(r["decide"]["p95_ms"] for r in result["runs"].values())
     result["meets_goal"] = result["best_decide_p95_ms"] <= 5.0
     write_result(result, args.out)
-    print()
 
 
 if __name__ == "__main__":
